@@ -1,0 +1,178 @@
+"""worldmodel.pretrain: composed configs, training runs, resume, video data, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from envs import make_env
+from envs.episodes import save_episode
+from worldmodel import pretrain
+from worldmodel.checkpoint import CheckpointError, load_checkpoint
+
+CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["model=tiny", "train.batch_size=4", "train.seq_len=6", "progress=false", "device=cpu"]
+
+
+def _cfg(*overrides: str) -> pretrain.PretrainConfig:
+    pretrain.register_configs()
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return OmegaConf.to_object(compose("pretrain", overrides=list(overrides)))
+
+
+def _stub_episodes(directory: Path, n: int = 3, steps: int = 12, video: bool = False) -> Path:
+    env = make_env("stub", max_steps=steps)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        obs, _ = env.reset(seed=i)
+        frames, actions, rewards = [obs], [], []
+        for _ in range(steps):
+            a = rng.uniform(-1, 1, 2).astype(np.float32)
+            obs, r, _, _, _ = env.step(a)
+            frames.append(obs)
+            actions.append(a)
+            rewards.append(r)
+        flags = np.zeros(steps, bool)
+        flags_tr = flags.copy()
+        flags_tr[-1] = True
+        meta = {"env": "stub", "action_repeat": 1, "size": 64, "seed": i, "source": "env"}
+        if video:
+            meta["source"] = "video"
+        save_episode(
+            directory,
+            i,
+            np.stack(frames),
+            None if video else np.stack(actions),
+            None if video else np.asarray(rewards, np.float32),
+            flags,
+            flags_tr,
+            meta,
+        )
+    env.close()
+    return directory
+
+
+@pytest.fixture(scope="module")
+def stub_data(tmp_path_factory) -> Path:
+    return _stub_episodes(tmp_path_factory.mktemp("stub_data"))
+
+
+def test_config_composes_with_every_model_and_loss():
+    for model in ("svg", "lstm", "cnn", "tiny"):
+        for loss in ("mse", "full"):
+            cfg = _cfg("data=/x", f"model={model}", f"loss={loss}")
+            assert isinstance(cfg, pretrain.PretrainConfig)
+    cfg = _cfg("data=/x", "model=svg", "model.M=2", "model.K=3")
+    assert cfg.model.M == 2 and cfg.model.K == 3
+    assert _cfg("data=/x", "model=lstm").model.variant == "lstm"
+
+
+def test_config_typos_fail_at_composition():
+    with pytest.raises(Exception, match="nonexistent"):
+        _cfg("data=/x", "model.nonexistent=3")
+    with pytest.raises(Exception, match="steps"):
+        _cfg("data=/x", "steps=many")
+
+
+def test_missing_data_is_a_clear_error(tmp_path):
+    with pytest.raises(Exception, match="missing mandatory value: data"):
+        _cfg(*TINY)
+    with pytest.raises((FileNotFoundError, ValueError), match="envs.collect"):
+        pretrain.run(_cfg(*TINY, f"data={tmp_path / 'nothing'}"), tmp_path)
+
+
+def test_train_writes_checkpoint_logs_and_resumes(stub_data, tmp_path):
+    cfg = _cfg(*TINY, f"data={stub_data}", "steps=4", "ckpt_every=2", "video_every=2")
+    summary = pretrain.run(cfg, tmp_path)
+    assert summary["steps"] == 4 and summary["start_step"] == 0
+    assert np.isfinite(summary["final_loss"])
+    assert {"loss/recon", "loss/kl", "loss/reward", "loss/latent"} <= set(summary["loss_terms"])
+    ckpt = tmp_path / "checkpoints" / "last.pt"
+    assert ckpt.exists() and list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 4
+    assert load_checkpoint(ckpt)["state"]["global_step"] == 4
+
+    # resume continues at the checkpoint's step up to the new total
+    resumed = pretrain.run(_cfg(*TINY, f"data={stub_data}", "steps=6", "resume=true"), tmp_path)
+    assert resumed["start_step"] == 4 and resumed["steps"] == 6
+
+    # a checkpoint of another model config is refused, naming the difference
+    with pytest.raises(CheckpointError, match="M"):
+        pretrain.run(
+            _cfg(*TINY, f"data={stub_data}", "steps=8", "resume=true", "model.M=2"), tmp_path
+        )
+
+
+def test_resume_matches_uninterrupted_run(stub_data, tmp_path):
+    base = [*TINY, f"data={stub_data}", "train.precision=fp32", "video_every=0"]
+    full = pretrain.run(_cfg(*base, "steps=4"), tmp_path / "a")
+    pretrain.run(_cfg(*base, "steps=2"), tmp_path / "b")
+    resumed = pretrain.run(_cfg(*base, "steps=4", "resume=true"), tmp_path / "b")
+    wa = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["state"]["model"]
+    wb = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["state"]["model"]
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
+    assert resumed["final_loss"] == pytest.approx(full["final_loss"], rel=1e-5)
+
+
+def test_action_free_video_data(tmp_path):
+    data = _stub_episodes(tmp_path / "video", n=2, video=True)
+    summary = pretrain.run(_cfg(*TINY, f"data={data}", "steps=2"), tmp_path / "run")
+    assert summary["steps"] == 2
+    assert "loss/reward" not in summary["loss_terms"]
+
+
+def test_full_loss_trains(stub_data, tmp_path):
+    cfg = _cfg(*TINY, "loss=full", f"data={stub_data}", "steps=2", "video_every=0")
+    summary = pretrain.run(cfg, tmp_path)
+    assert {"loss/gdl", "loss/adv", "loss/feat"} <= set(summary["loss_terms"])
+    assert np.isfinite(summary["final_loss"])
+    assert "discriminator" in load_checkpoint(tmp_path / "checkpoints" / "last.pt")["state"]
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_keep_identical_weights(stub_data, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29517",
+        "-m",
+        "worldmodel.pretrain",
+        *TINY,
+        f"data={stub_data}",
+        "steps=3",
+        "video_every=0",
+        f"hydra.run.dir={out}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2
+    assert len(summary["rank_checksums"]) == 2 and summary["ranks_in_sync"]
+
+
+def test_discriminator_comparator_trains(stub_data, tmp_path):
+    cfg = _cfg(
+        *TINY,
+        "loss=full",
+        "loss.comparator.kind=discriminator",
+        f"data={stub_data}",
+        "steps=2",
+        "video_every=0",
+    )
+    summary = pretrain.run(cfg, tmp_path)
+    assert np.isfinite(summary["loss_terms"]["loss/feat"])

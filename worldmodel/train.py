@@ -1,0 +1,465 @@
+"""One optimisation step of the world model, checkpoints, and a prediction helper for evaluation.
+
+The generator loss is a weighted sum of NAMED terms::
+
+    loss = sum_name weight[name] * term[name]
+
+with the base terms of :class:`ObjectiveConfig` (see :func:`objective_terms`)
+
+* ``recon``:  per-pixel mean of ``(x_hat - x)^2`` (or ``|x_hat - x|``) over frames ``1..L-1``,
+* ``kl``:     ``KL(q(z_t|.) || p(z_t|.))`` summed over ``z``, floored at ``free_nats`` per step,
+  averaged over batch and time, weight ``beta``. Together with the per-pixel mean this is the
+  balance of the SVG code (``nn.MSELoss()`` + ``beta * KL / batch``), where ``beta = 1e-4`` was tuned,
+* ``reward``: mean squared error of the predicted rewards,
+* ``latent``: ``mean (g_t - stopgrad(E(x_t)))^2``, keeps latent imagination on the data,
+
+plus any ``extra_terms`` given to the :class:`Trainer` (GDL, adversarial, feature losses: name ->
+``(weight, fn(ModelOutput) -> scalar)``). Terms with weight 0 are not computed. A discriminator
+(any object with ``update(real, fake, context) -> dict`` and ``state_dict``/``load_state_dict``) is
+updated after each successful generator step on the detached predictions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from worldmodel.checkpoint import check_config_compatible, load_checkpoint, save_checkpoint
+from worldmodel.device import PRECISIONS, autocast, autocast_dtype
+from worldmodel.losses import apply_free_nats, kl_normal, reconstruction_loss
+from worldmodel.svg import ModelConfig, ModelOutput, WorldModel
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "DiscriminatorHook",
+    "LossTerm",
+    "ObjectiveConfig",
+    "TrainConfig",
+    "Trainer",
+    "TrainingDiverged",
+    "objective_terms",
+    "predict",
+]
+
+CHECKPOINT_FORMAT = "worldmodel-trainer/1"
+RECON_KINDS = ("l2", "l1")
+
+LossTerm = Callable[[ModelOutput], Tensor]
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many consecutive steps with a non-finite loss or gradient."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings.
+
+    ``lr = 1e-3``: SVG used 2e-3 at batch 100; at the smaller batches used here (16-50) 1e-3 (also
+    PlaNet's value) is the safer default.
+    """
+
+    lr: float = 1e-3
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    batch_size: int = 16  # sequences per step (used by the data sampler)
+    seq_len: int = 12  # frames per sequence L (used by the data sampler)
+    n_past: int = 2  # context frames (skip connections; SVG uses 2 on BAIR)
+    grad_clip: float = 100.0  # max global grad norm; 0 disables clipping (the norm is still logged)
+    precision: str = "auto"  # "auto" | "fp32" | "bf16" (see worldmodel.device.autocast_dtype)
+    max_nonfinite: int = 10  # consecutive skipped (non-finite) steps before TrainingDiverged
+    seed: int = 0  # seeds the posterior-sample generator (offset by the rank under DDP)
+
+    def validate(self) -> TrainConfig:
+        if not self.lr > 0:
+            raise ValueError(f"train.lr={self.lr!r}; expected a number > 0")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"train.{name}={getattr(self, name)!r}; expected 0 <= value < 1")
+        for name in ("batch_size", "n_past", "max_nonfinite"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name}={getattr(self, name)!r}; expected an integer >= 1")
+        if self.seq_len < self.n_past + 1:
+            raise ValueError(
+                f"train.seq_len={self.seq_len} must be > train.n_past={self.n_past} "
+                "(at least one frame to predict)"
+            )
+        if self.grad_clip < 0:
+            raise ValueError(f"train.grad_clip={self.grad_clip!r}; expected >= 0 (0 disables)")
+        if self.precision not in PRECISIONS or self.precision == "fp16":
+            raise ValueError(
+                f"train.precision={self.precision!r}; expected 'auto', 'fp32' or 'bf16'"
+            )
+        return self
+
+
+@dataclass
+class ObjectiveConfig:
+    """Weights of the base objective (see the module docstring)."""
+
+    recon: str = "l2"  # "l2" | "l1"
+    recon_weight: float = 1.0
+    beta: float = 1e-4  # KL weight (SVG, Villegas et al.)
+    free_nats: float = 0.0  # per-step KL floor (PlaNet uses 3 with its own balance)
+    reward_weight: float = 1.0
+    latent_weight: float = 1.0
+
+    def validate(self) -> ObjectiveConfig:
+        if self.recon not in RECON_KINDS:
+            raise ValueError(f"objective.recon={self.recon!r}; expected one of {RECON_KINDS}")
+        for name in ("recon_weight", "beta", "free_nats", "reward_weight", "latent_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"objective.{name}={getattr(self, name)!r}; expected >= 0")
+        return self
+
+    def weights(self) -> dict[str, float]:
+        return {
+            "recon": self.recon_weight,
+            "kl": self.beta,
+            "reward": self.reward_weight,
+            "latent": self.latent_weight,
+        }
+
+
+def kl_per_step(out: ModelOutput) -> Tensor | None:
+    """``(B, L-1)`` KL(posterior || prior) summed over ``z``; None for deterministic models."""
+    if out.posterior_mu is None:
+        return None
+    return kl_normal(
+        out.posterior_mu, out.posterior_logvar, out.prior_mu, out.prior_logvar, reduction="none"
+    )
+
+
+def objective_terms(out: ModelOutput, cfg: ObjectiveConfig) -> dict[str, Tensor]:
+    """The base loss terms (unweighted scalars, float32) whose weight is non-zero and that apply.
+
+    ``kl`` is absent for deterministic models and ``reward`` when the batch has no rewards.
+    """
+    w = cfg.weights()
+    terms: dict[str, Tensor] = {}
+    if w["recon"] > 0:
+        terms["recon"] = reconstruction_loss(out.frames.float(), out.target, cfg.recon, "mean")
+    if w["kl"] > 0 and out.posterior_mu is not None:
+        terms["kl"] = apply_free_nats(kl_per_step(out), cfg.free_nats).mean()
+    if w["reward"] > 0 and out.reward is not None:
+        terms["reward"] = (out.reward.float() - out.reward_target.float()).pow(2).mean()
+    if w["latent"] > 0:
+        terms["latent"] = (out.embedding.float() - out.target_embedding.float()).pow(2).mean()
+    return terms
+
+
+class DiscriminatorHook(Protocol):
+    """What the trainer needs from a discriminator (its generator-side loss is an extra term)."""
+
+    def update(self, real: Tensor, fake: Tensor, context: Tensor) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+
+
+def _unwrap(model: nn.Module) -> WorldModel:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+class Trainer:
+    """Adam on the world model, one :meth:`step` per batch.
+
+    Args:
+        model: a :class:`WorldModel` on ``device``, or one already wrapped in
+            ``DistributedDataParallel``. If ``torch.distributed`` is initialised and the model is not
+            wrapped, it is wrapped here (``find_unused_parameters=True`` so that batches without
+            rewards work); the forward always goes through the wrapper.
+        train_cfg: optimiser / precision / robustness settings.
+        objective_cfg: base loss weights.
+        device: where the batches go.
+        extra_terms: more generator loss terms, name -> ``(weight, fn(out) -> scalar)``.
+        discriminator: updated after each successful generator step (see :class:`DiscriminatorHook`).
+
+    Attributes:
+        global_step: optimiser steps taken (skipped steps do not count).
+        nonfinite_steps: consecutive skipped steps so far (reset by a good step).
+        total_nonfinite: all skipped steps.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_cfg: TrainConfig,
+        objective_cfg: ObjectiveConfig,
+        device: torch.device | str,
+        extra_terms: Mapping[str, tuple[float, LossTerm]] | None = None,
+        discriminator: DiscriminatorHook | None = None,
+    ) -> None:
+        self.train_cfg = train_cfg.validate()
+        self.objective_cfg = objective_cfg.validate()
+        self.device = torch.device(device)
+        self.extra_terms = dict(extra_terms or {})
+        clash = set(self.extra_terms) & set(objective_cfg.weights())
+        if clash:
+            raise ValueError(f"extra loss terms {sorted(clash)} clash with the base terms")
+        self.discriminator = discriminator
+        if (
+            dist.is_available()
+            and dist.is_initialized()
+            and not isinstance(model, DistributedDataParallel)
+        ):
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+        self.module = model  # what forward goes through (maybe DDP)
+        self.model = _unwrap(model)  # the WorldModel itself
+        self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(),
+            lr=train_cfg.lr,
+            betas=(train_cfg.adam_beta1, train_cfg.adam_beta2),
+            eps=train_cfg.adam_eps,
+        )
+        self.amp_dtype = autocast_dtype(self.device, train_cfg.precision)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(train_cfg.seed + self.rank)
+        self.global_step = 0
+        self.nonfinite_steps = 0
+        self.total_nonfinite = 0
+
+    # -- the step --------------------------------------------------------------------------------
+
+    def loss_terms(self, out: ModelOutput) -> dict[str, tuple[float, Tensor]]:
+        """All generator terms with a non-zero weight: name -> (weight, unweighted scalar)."""
+        weights = self.objective_cfg.weights()
+        terms = {k: (weights[k], v) for k, v in objective_terms(out, self.objective_cfg).items()}
+        for name, (weight, fn) in self.extra_terms.items():
+            if weight > 0:
+                terms[name] = (weight, fn(out).float())
+        if not terms:
+            raise ValueError("every loss weight is zero (or no term applies to this batch)")
+        return terms
+
+    def step(self, batch: Any) -> dict[str, float]:
+        """One optimisation step on a :class:`worldmodel.data.Batch` (any device).
+
+        Returns:
+            Logs: ``loss`` (weighted total), ``loss/<term>`` (unweighted terms), ``kl`` (raw KL per
+            step, stochastic models), ``grad_norm`` (before clipping), ``lr``, ``nonfinite`` (1 if
+            this step was skipped), ``nonfinite_steps`` (consecutive), ``step``; ``disc/<key>``
+            from the discriminator.
+
+        Raises:
+            TrainingDiverged: after ``max_nonfinite`` consecutive non-finite steps.
+        """
+        batch = batch.to(self.device)
+        self.module.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        # BatchNorm statistics change in the forward pass: keep a copy to undo a skipped step
+        buffers = [b.detach().clone() for b in self.model.buffers()]
+        with autocast(self.device, self.amp_dtype):
+            out: ModelOutput = self.module(
+                batch.obs,
+                batch.action,
+                batch.reward,
+                n_past=self.train_cfg.n_past,
+                generator=self.generator,
+            )
+        terms = self.loss_terms(out)
+        loss = sum(w * v for w, v in terms.values())
+        loss.backward()
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        clip = self.train_cfg.grad_clip if self.train_cfg.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip) if params else loss.new_zeros(())
+        finite = torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
+        if dist.is_available() and dist.is_initialized():  # all ranks skip together
+            flag = finite.to(torch.float32)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            finite = flag > 0
+
+        names = ["loss", "grad_norm", *(f"loss/{k}" for k in terms)]
+        values = [loss, grad_norm, *(v for _, v in terms.values())]
+        kl = kl_per_step(out)
+        if kl is not None:
+            names.append("kl")
+            values.append(kl.mean())
+        # one device-to-host transfer for all the logs
+        logs = dict(
+            zip(names, torch.stack([v.detach().float() for v in values]).tolist(), strict=True)
+        )
+        logs["lr"] = self.optimizer.param_groups[0]["lr"]
+
+        if bool(finite):
+            self.optimizer.step()
+            self.global_step += 1
+            self.nonfinite_steps = 0
+            if self.discriminator is not None:
+                disc_logs = self.discriminator.update(
+                    out.target.detach(), out.frames.detach().float(), out.context.detach()
+                )
+                logs.update({f"disc/{k}": float(v) for k, v in disc_logs.items()})
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for b, saved in zip(self.model.buffers(), buffers, strict=True):
+                    b.copy_(saved)
+            self.nonfinite_steps += 1
+            self.total_nonfinite += 1
+            if self.nonfinite_steps >= self.train_cfg.max_nonfinite:
+                raise TrainingDiverged(
+                    f"training diverged: {self.nonfinite_steps} consecutive steps with a non-finite "
+                    f"loss or gradient (last loss {logs['loss']}, grad norm {logs['grad_norm']}) at "
+                    f"step {self.global_step}; lower train.lr, use train.precision=fp32, or raise "
+                    "train.max_nonfinite"
+                )
+        logs.update(
+            nonfinite=float(not bool(finite)),
+            nonfinite_steps=float(self.nonfinite_steps),
+            step=float(self.global_step),
+        )
+        return logs
+
+    # -- state and checkpoints -----------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "global_step": self.global_step,
+            "nonfinite_steps": self.nonfinite_steps,
+            "total_nonfinite": self.total_nonfinite,
+            "generator": self.generator.get_state(),
+        }
+        if self.discriminator is not None:
+            state["discriminator"] = self.discriminator.state_dict()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.global_step = int(state["global_step"])
+        self.nonfinite_steps = int(state["nonfinite_steps"])
+        self.total_nonfinite = int(state["total_nonfinite"])
+        self.generator.set_state(state["generator"].cpu())
+        if self.discriminator is not None:
+            if "discriminator" not in state:
+                raise ValueError("the checkpoint has no discriminator state but this run has one")
+            self.discriminator.load_state_dict(state["discriminator"])
+
+    def model_spec(self) -> dict[str, Any]:
+        """The model's constructor arguments as a plain dict (stored in checkpoints)."""
+        m = self.model
+        return {
+            "config": asdict(m.cfg),
+            "image_size": m.image_size,
+            "action_dim": m.action_dim,
+            "channels": m.channels,
+        }
+
+    def save(self, path: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
+        """Write an atomic checkpoint: model spec, configs, state, and ``extra`` (plain data)."""
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.model_spec(),
+            "train_config": asdict(self.train_cfg),
+            "objective_config": asdict(self.objective_cfg),
+            "state": self.state_dict(),
+            "extra": dict(extra or {}),
+        }
+        return save_checkpoint(path, payload)
+
+    def load(self, path: str | Path) -> dict[str, Any]:
+        """Restore from :meth:`save`; returns its ``extra``.
+
+        Raises:
+            CheckpointError: the checkpoint's model differs from this trainer's (naming the keys).
+        """
+        payload = load_checkpoint(path, map_location=self.device)
+        if payload.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"{path} is not a trainer checkpoint (format {payload.get('format')!r})"
+            )
+        current = self.model_spec()
+        # every architecture field; channels_last only changes the memory layout, not the weights
+        keys = [
+            f"config.{f.name}" for f in dataclasses.fields(ModelConfig) if f.name != "channels_last"
+        ]
+        keys += ["image_size", "action_dim", "channels"]
+        check_config_compatible(payload["model"], current, keys, source=path)
+        self.load_state_dict(payload["state"])
+        return payload["extra"]
+
+
+def model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> WorldModel:
+    """Build the :class:`WorldModel` stored in a trainer checkpoint and load its weights (eval mode)."""
+    payload = load_checkpoint(path, map_location=device)
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a trainer checkpoint (format {payload.get('format')!r})")
+    spec = payload["model"]
+    model = WorldModel(
+        ModelConfig(**spec["config"]), spec["image_size"], spec["action_dim"], spec["channels"]
+    ).to(device)
+    model.load_state_dict(payload["state"]["model"])
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    obs: Tensor,
+    action: Tensor | None,
+    n_past: int,
+    n_future: int,
+    samples: int = 1,
+    generator: torch.Generator | None = None,
+    feedback: str = "decode",
+) -> Tensor:
+    """Sample future frames from the learned prior after ``n_past`` context frames (eval mode).
+
+    Args:
+        model: a :class:`WorldModel` (or DDP-wrapped one).
+        obs: ``(B, T, C, S, S)`` with ``T >= n_past`` (only the context is used).
+        action: ``(B, >= n_past - 1 + n_future, A)``, the actions from the first frame on; None
+            for action-free data.
+        n_past, n_future: context frames and frames to predict.
+        samples: S samples per sequence.
+        generator: for the prior samples.
+        feedback: ``"decode"`` (SVG's generation: decoded frames are re-encoded) or ``"latent"``.
+
+    Returns:
+        ``(B, S, n_future, C, S, S)`` predicted frames ``n_past .. n_past + n_future - 1`` in [0, 1].
+    """
+    model = _unwrap(model)
+    if obs.shape[1] < n_past:
+        raise ValueError(f"obs has {obs.shape[1]} frames but n_past={n_past}")
+    if action is not None and action.shape[1] < n_past - 1 + n_future:
+        raise ValueError(
+            f"action has {action.shape[1]} steps; need n_past - 1 + n_future = {n_past - 1 + n_future}"
+        )
+    was_training = model.training
+    model.eval()
+    try:
+        ctx_actions = None if action is None else action[:, : n_past - 1]
+        state = model.observe(obs[:, :n_past], ctx_actions)
+        future = None if action is None else action[:, n_past - 1 : n_past - 1 + n_future]
+        out = model.imagine(
+            state,
+            future,
+            samples=samples,
+            decode=True,
+            generator=generator,
+            horizon=n_future,
+            feedback=feedback,
+        )
+    finally:
+        model.train(was_training)
+    return out.frames
