@@ -37,6 +37,7 @@ from .image import (
     ssim,
 )
 from .protocol import MetricCurve, Protocol, diversity, per_step_metrics
+from .sharpness import image_gradients, mean_gradient_magnitude, sharpness, sharpness_difference
 from .swd import laplacian_pyramid, swd
 
 __all__ = [
@@ -66,4 +67,8 @@ __all__ = [
     "gam",
     "GAMResult",
     "error_rate",
+    "sharpness",
+    "sharpness_difference",
+    "mean_gradient_magnitude",
+    "image_gradients",
 ]
