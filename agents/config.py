@@ -1,0 +1,168 @@
+"""Plain configuration dataclasses of the model-based RL loop (no hydra here).
+
+``python -m agents.cem_planner`` registers :class:`CEMPlannerConfig` in hydra's ConfigStore as
+``cem_planner_schema``, so a typo or a wrong type in a command-line override fails at
+composition. Every value is defined once: here, or in a preset of configs/ (env/, model/, loss/,
+planner/, profile/). Tests and library users build the dataclasses directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agents.cem import CEMConfig
+from envs.config import EnvConfig
+from worldmodel.adversarial import AntiBlurConfig
+from worldmodel.comparator import ComparatorConfig
+from worldmodel.svg import ModelConfig
+from worldmodel.train import ObjectiveConfig, TrainConfig
+
+__all__ = ["PlannerConfig", "CEMPlannerConfig", "MODES", "OBJECTIVES"]
+
+MODES = ("train", "eval")
+OBJECTIVES = ("reward", "goal")
+DISTANCES = ("l2", "feature")
+PLAN_PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class PlannerConfig:
+    """Model-predictive control with CEM on the world model (group ``planner/``).
+
+    Attributes:
+        objective: ``reward``: PlaNet's sum of predicted rewards, rolled out in latent space;
+            ``goal``: Visual Foresight's distance of the predicted frames to a goal image
+            (:mod:`agents.goals` makes the goal image; the stub and reacher envs have one).
+        cem: CEM hyper-parameters (population, elites, iterations, horizon, ...); the sizes come
+            from ``planner/cem/<objective>_<profile>.yaml``.
+        samples: latent samples per candidate, averaged (PlaNet: 1).
+        discount: per-step discount of the predicted rewards (``reward`` only).
+        precision: ``fp32`` or ``bf16`` (autocast of the imagined rollouts).
+        distance: ``l2`` (mean squared pixel difference) or ``feature`` (DeePSiM comparator
+            features, see ``comparator``); ``goal`` only.
+        which_frames: ``last`` (the final predicted frame is compared with the goal) or ``all``.
+        comparator: the comparator network for ``distance=feature``.
+    """
+
+    objective: str = "reward"
+    cem: CEMConfig = field(default_factory=CEMConfig)
+    samples: int = 1
+    discount: float = 1.0
+    precision: str = "fp32"
+    distance: str = "l2"
+    which_frames: str = "last"
+    comparator: ComparatorConfig = field(default_factory=ComparatorConfig)
+
+    def validate(self) -> PlannerConfig:
+        """Raise ValueError naming the first bad field; return self."""
+        if self.objective not in OBJECTIVES:
+            raise ValueError(
+                f"planner.objective={self.objective!r}; expected one of {OBJECTIVES} "
+                "(choose a preset with planner=reward or planner=goal)"
+            )
+        if self.samples < 1:
+            raise ValueError(f"planner.samples={self.samples}; expected an integer >= 1")
+        if not 0 < self.discount <= 1:
+            raise ValueError(f"planner.discount={self.discount}; expected a value in (0, 1]")
+        if self.precision not in PLAN_PRECISIONS:
+            raise ValueError(
+                f"planner.precision={self.precision!r}; expected one of {PLAN_PRECISIONS}"
+            )
+        if self.distance not in DISTANCES:
+            raise ValueError(f"planner.distance={self.distance!r}; expected one of {DISTANCES}")
+        if self.which_frames not in ("last", "all"):
+            raise ValueError(
+                f"planner.which_frames={self.which_frames!r}; expected 'last' or 'all'"
+            )
+        self.cem.validate()
+        return self
+
+
+@dataclass
+class CEMPlannerConfig:
+    """Everything ``python -m agents.cem_planner`` reads (configs/cem_planner.yaml).
+
+    The loop (PlaNet, Hafner et al. 2019): ``seed_episodes`` episodes of random actions, then
+    repeatedly ``train_steps`` gradient steps of the world model on the replay data followed by
+    one episode acting with CEM plus Gaussian exploration noise; every ``eval_every`` episodes
+    ``eval_episodes`` episodes without noise.
+
+    Attributes:
+        env: the environment (group ``env/``).
+        model: world-model architecture (group ``model/``).
+        objective: base loss weights of the world model (reconstruction, beta, reward, ...).
+        loss: anti-blur losses (group ``loss/``: ``mse`` = plain SVG, ``full``).
+        train: optimiser, batch size, sequence length, precision of the world-model training.
+        planner: the planner (group ``planner/``: ``reward`` = PlaNet, ``goal`` = Visual Foresight).
+        mode: ``train`` (the RL loop) or ``eval`` (load ``ckpt``, run ``eval_episodes`` episodes
+            without noise, report the mean and std return; nothing is trained or written).
+        episodes: training episodes in total, seed episodes included (PlaNet: 1000 on cheetah);
+            a resumed run continues up to this number.
+        seed_episodes: episodes of uniformly random actions before the first training.
+        train_steps: gradient steps of the world model before each planned episode (PlaNet: 100).
+        exploration_noise: std of the Gaussian noise added to planned actions in training
+            episodes (actions live in [-1, 1]; PlaNet: 0.3).
+        eval_every: evaluate after every this many planned episodes (and at the end);
+            0 evaluates only at the end.
+        eval_episodes: episodes per evaluation (and in ``mode=eval``).
+        replay_capacity: frames kept in the replay buffer (~12 KB per 64 px frame); the oldest
+            episodes are dropped beyond it.
+        ckpt: ``mode=eval``: the checkpoint to load (e.g. ``runs/x/checkpoints/last.pt``).
+        resume: continue the run in the work directory (``hydra.run.dir=runs/x``) from its last
+            checkpoint; its episode files are reloaded into the replay buffer.
+        seed: seeds the environment resets, the model's initialisation and every random draw.
+        device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ...
+        video_every: log a video of the first evaluation episode every this many evaluations
+            (0 = never).
+        strip_every: log an open-loop prediction strip every this many evaluations (0 = never).
+        progress: show a progress bar over environment steps.
+    """
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    loss: AntiBlurConfig = field(default_factory=AntiBlurConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    mode: str = "train"
+    episodes: int = 1000
+    seed_episodes: int = 5
+    train_steps: int = 100
+    exploration_noise: float = 0.3
+    eval_every: int = 10
+    eval_episodes: int = 1
+    replay_capacity: int = 1_000_000
+    ckpt: str | None = None
+    resume: bool = False
+    seed: int = 0
+    device: str = "auto"
+    video_every: int = 1
+    strip_every: int = 1
+    progress: bool = True
+
+    def validate(self) -> CEMPlannerConfig:
+        """Raise ValueError naming the first bad field and what to do; return self."""
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r}; expected one of {MODES}")
+        if self.mode == "eval" and not self.ckpt:
+            raise ValueError("mode=eval needs a checkpoint: ckpt=runs/x/checkpoints/last.pt")
+        if self.mode == "eval" and self.resume:
+            raise ValueError("resume=true is for mode=train; mode=eval only reads ckpt=...")
+        for name in ("episodes", "seed_episodes", "eval_episodes", "replay_capacity"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}; expected an integer >= 1")
+        if self.seed_episodes > self.episodes:
+            raise ValueError(
+                f"seed_episodes={self.seed_episodes} exceeds episodes={self.episodes}: "
+                "raise episodes (the total, seed episodes included)"
+            )
+        for name in ("train_steps", "eval_every", "video_every", "strip_every", "seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)}; expected an integer >= 0")
+        if not self.exploration_noise >= 0:
+            raise ValueError(f"exploration_noise={self.exploration_noise}; expected >= 0")
+        self.model.validate()
+        self.train.validate()
+        self.objective.validate()
+        self.planner.validate()
+        return self

@@ -1,0 +1,390 @@
+"""agents.loop: the model-based RL loop on the stub env (files, checkpoints, TensorBoard, resume,
+evaluation, the goal planner, physics errors and terminations) and, marked slow, that the learned
+agent beats a random policy by a clear margin."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from agents import (
+    cem_planner,  # noqa: F401 - registers cem_planner_schema
+    loop,
+)
+from agents.config import CEMPlannerConfig
+from agents.goals import goal_image, reacher_joint_angles
+from envs import make_env
+from envs.stub import StubPixelEnv
+from worldmodel.checkpoint import load_checkpoint
+from worldmodel.data import load_episode
+
+# A tiny run: 32 px stub episodes of 10 steps, a tiny model, a small CEM search.
+TINY = [
+    "profile=cpu",
+    "env=stub",
+    "env.size=32",
+    "env.max_episode_steps=10",
+    "model=tiny",
+    "model.M=1",
+    "model.K=1",
+    "train.batch_size=4",
+    "train.seq_len=6",
+    "train_steps=2",
+    "planner.cem.population=16",
+    "planner.cem.elites=4",
+    "planner.cem.iterations=2",
+    "planner.cem.horizon=3",
+    "seed_episodes=2",
+    "episodes=4",
+    "eval_every=1",
+    "device=cpu",
+    "progress=false",
+]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a loaded machine OpenMP's waiting
+    threads make their many small ops up to ~10x slower: run these tests on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny(compose):
+    def make(*overrides: str) -> CEMPlannerConfig:
+        return OmegaConf.to_object(compose("cem_planner", [*TINY, *overrides]))
+
+    return make
+
+
+def _tb_tags(directory: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: set[str] = set()
+    for events in directory.glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0, "images": 0})
+        acc.Reload()
+        for kind in ("scalars", "images", "tensors"):
+            tags.update(acc.Tags()[kind])
+    return tags
+
+
+def test_run_writes_episodes_checkpoint_and_tensorboard(tiny, tmp_path):
+    summary = loop.run(tiny(), tmp_path)
+
+    files = sorted((tmp_path / "episodes").glob("episode-*.npz"))
+    assert [f.name for f in files] == [f"episode-{i:06d}-10.npz" for i in range(4)]
+    episodes = [load_episode(f) for f in files]
+    assert [e.meta["policy"] for e in episodes] == ["random", "random", "cem", "cem"]
+    assert all(e.truncated[-1] and not e.terminated.any() for e in episodes)
+    assert len(list((tmp_path / "eval_episodes").glob("episode-*.npz"))) == 2  # after ep 3 and 4
+
+    assert summary["episodes"] == 4 and summary["env_steps"] == 40
+    assert summary["gradient_steps"] == 2 * 2
+    assert len(summary["eval_returns"]) == 2
+    assert summary["random_return"] == pytest.approx(
+        np.mean([e.reward.sum() for e in episodes[:2]])
+    )
+    assert summary["plan_ms_per_action"] > 0
+    assert json.loads((tmp_path / "summary.json").read_text())["episodes"] == 4
+
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    extra = ckpt["extra"]
+    assert extra["loop"]["episodes"] == 4 and extra["episodes_dir"] == "episodes"
+    assert extra["episode_files"] == [f.name for f in files]
+    assert {"torch", "agent", "noise", "sampler", "random_policy"} <= set(extra["rng"])
+    assert ckpt["state"]["global_step"] == 4 and "optimizer" in ckpt["state"]
+
+    tags = _tb_tags(tmp_path / "tb")
+    for tag in (
+        "return/train",
+        "return/eval",
+        "planning/ms_per_action",
+        "world_model/loss",
+        "world_model/loss/recon",
+        "world_model/loss/reward",
+        "world_model/grad_norm",
+        "eval/open_loop_prediction",
+        "eval/episode",
+    ):
+        assert tag in tags, f"{tag} missing from TensorBoard ({sorted(tags)})"
+
+
+def test_loss_group_reaches_the_trainer(tiny, tmp_path):
+    """loss=full: the anti-blur terms are trained (and logged), the discriminator checkpointed."""
+    loop.run(tiny("loss=full", "episodes=3", "video_every=0", "strip_every=0"), tmp_path)
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["state"]
+    assert "discriminator" in state
+    tags = _tb_tags(tmp_path / "tb")
+    assert {"world_model/loss/gdl", "world_model/loss/adv", "world_model/loss/feat"} <= tags
+
+
+def test_refuses_to_overwrite_a_run(tiny, tmp_path):
+    loop.run(tiny("episodes=2", "seed_episodes=2"), tmp_path)
+    with pytest.raises(ValueError, match="resume=true"):
+        loop.run(tiny("episodes=3"), tmp_path)
+    with pytest.raises(ValueError, match="env.size=32"):  # resuming with another env
+        loop.run(tiny("episodes=3", "resume=true", "env.size=64"), tmp_path)
+
+
+class _Killed(Exception):
+    """Stands in for the process being killed."""
+
+
+def test_resume_after_interruption_continues_without_duplicates(tiny, tmp_path, monkeypatch):
+    played = []
+    real_run_episode = loop.run_episode
+
+    def dies_in_episode_four(*args, **kwargs):
+        if len(played) == 3:  # the 4th episode played (3rd training, 1st evaluation: 0,1,2,eval)
+            raise _Killed
+        played.append(kwargs.get("seed"))
+        return real_run_episode(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "run_episode", dies_in_episode_four)
+    with pytest.raises(_Killed):
+        loop.run(tiny("episodes=5", "eval_every=0"), tmp_path)
+    monkeypatch.setattr(loop, "run_episode", real_run_episode)
+    before = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["extra"]["loop"]
+    assert before["episodes"] == 3
+
+    (tmp_path / "episodes" / ".episode-000003-10.npz.tmp").write_bytes(b"half a file")
+    summary = loop.run(tiny("episodes=5", "eval_every=0", "resume=true"), tmp_path)
+
+    assert summary["resumed_at_episode"] == 3
+    names = sorted(p.name for p in (tmp_path / "episodes").iterdir())
+    assert names == [f"episode-{i:06d}-10.npz" for i in range(5)]  # no gap, no duplicate, no tmp
+    assert summary["episodes"] == 5 and summary["env_steps"] == 50
+    assert summary["gradient_steps"] == 2 * 3  # episodes 2, 3, 4 were planned
+    seeds = [load_episode(tmp_path / "episodes" / n).meta["seed"] for n in names]
+    assert seeds == [loop.episode_seed(0, 0, i) for i in range(5)]  # each reset seed once
+
+
+def test_resume_keeps_an_episode_written_after_the_last_checkpoint(tiny, tmp_path):
+    loop.run(tiny("episodes=3"), tmp_path)
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["extra"]["loop"]
+    # the run was killed after writing episode 3 but before checkpointing it
+    src = tmp_path / "episodes" / "episode-000002-10.npz"
+    (tmp_path / "episodes" / "episode-000003-10.npz").write_bytes(src.read_bytes())
+
+    summary = loop.run(tiny("episodes=5", "resume=true"), tmp_path)
+    assert summary["episodes"] == 5
+    assert summary["env_steps"] == ckpt["env_steps"] + 2 * 10
+    assert len(list((tmp_path / "episodes").glob("episode-*.npz"))) == 5
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["extra"]["loop"]
+    assert len(state["train_returns"]) == 5
+
+
+def test_eval_mode_reports_mean_and_std(tiny, tmp_path):
+    loop.run(tiny("episodes=3"), tmp_path / "train")
+    ckpt = tmp_path / "train" / "checkpoints" / "last.pt"
+    summary = loop.run(tiny("mode=eval", f"ckpt={ckpt}", "eval_episodes=3"), tmp_path / "eval")
+    assert summary["mode"] == "eval" and summary["episodes"] == 3
+    assert len(summary["returns"]) == 3
+    assert summary["mean_return"] == pytest.approx(np.mean(summary["returns"]))
+    assert summary["std_return"] == pytest.approx(np.std(summary["returns"]))
+    assert not (tmp_path / "eval" / "episodes").exists()  # nothing trained or collected
+
+    with pytest.raises(ValueError, match="env=stub"):
+        loop.run(tiny("mode=eval", f"ckpt={ckpt}", "env=pendulum"), tmp_path / "eval2")
+
+
+def test_goal_planner_on_the_stub(tiny, tmp_path):
+    summary = loop.run(tiny("planner=goal", "episodes=3", "planner.cem.horizon=3"), tmp_path)
+    assert summary["episodes"] == 3 and len(summary["eval_returns"]) == 1
+
+
+def test_goal_planner_with_comparator_features():
+    """planner.distance=feature: the DeePSiM comparator's features (random AlexNet) as distance."""
+    from agents.config import PlannerConfig
+    from worldmodel.svg import ModelConfig, WorldModel
+
+    model = WorldModel(ModelConfig(rnn_units=8, nf=4, g_dim=4, z_dim=2, reward_hidden=4), 64, 2)
+    cfg = PlannerConfig(objective="goal", distance="feature")
+    cfg.cem.population, cfg.cem.elites, cfg.cem.iterations, cfg.cem.horizon = 8, 2, 2, 2
+    agent = loop.MPCAgent(model, cfg, torch.device("cpu"))
+    assert isinstance(agent.comparator, loop.FlatFeatures)
+    env = make_env("stub", size=64, seed=0)
+    obs, _ = env.reset(seed=0)
+    agent.reset(obs, goal_image(env))
+    action = agent.act()
+    assert action.shape == (2,) and np.all(np.abs(action) <= 1)
+    with pytest.raises(ValueError, match="goal image"):
+        agent.reset(obs)
+
+
+def test_stub_goal_image_shows_the_point_on_the_goal():
+    env = make_env("stub", size=32, seed=0)
+    obs, _ = env.reset(seed=3)
+    goal = goal_image(env)
+    twin = StubPixelEnv(size=32)
+    twin.reset(seed=3)
+    assert goal.shape == obs.shape and goal.dtype == np.uint8
+    red = np.all(goal == (230, 40, 40), axis=-1)  # the point, drawn on the goal square
+    rows, cols = np.nonzero(red)
+    centre = np.array([cols.mean(), rows.mean()])
+    goal_px = np.array([(0.5 + 1) / 2 * 31, (1 - 0.5) / 2 * 31])
+    assert np.abs(centre - goal_px).max() <= 1.0
+    assert np.array_equal(env.render(), obs)  # the episode's env is untouched
+
+
+def test_reacher_inverse_kinematics_reaches_the_target():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        angle, radius = rng.uniform(0, 2 * np.pi), rng.uniform(0.05, 0.2)
+        target = radius * np.array([np.sin(angle), np.cos(angle)])
+        q1, q2 = reacher_joint_angles(target, 0.12, 0.12)
+        tip = 0.12 * np.array([np.cos(q1), np.sin(q1)])
+        tip += 0.12 * np.array([np.cos(q1 + q2), np.sin(q1 + q2)])
+        assert np.allclose(tip, target, atol=1e-9)
+
+
+def test_reacher_goal_image_puts_the_finger_on_the_target():
+    env = make_env("reacher", size=64, seed=0)
+    try:
+        obs, _ = env.reset(seed=1)
+        qpos = env.physics.data.qpos.copy()
+        goal = goal_image(env)
+        assert goal.shape == obs.shape and goal.dtype == np.uint8
+        assert not np.array_equal(goal, obs)  # the arm moved
+        assert np.array_equal(env.physics.data.qpos, qpos)  # the episode's physics untouched
+        assert np.array_equal(env.render(), obs)
+    finally:
+        env.close()
+
+
+def test_goal_image_for_other_envs_is_a_clear_error():
+    env = make_env("pendulum", size=32)
+    try:
+        with pytest.raises(ValueError, match="planner=reward"):
+            goal_image(env)
+    finally:
+        env.close()
+
+
+class _Ending(StubPixelEnv):
+    """The stub, ending its episode at step 4 by termination or by a physics error."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__(size=32)
+        self.how = how
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        if self._steps == 4:
+            if self.how == "terminate":
+                terminated = True
+            else:
+                truncated, info = True, {**info, "physics_error": True}
+        return obs, reward, terminated, truncated, info
+
+
+@pytest.mark.parametrize("how", ["terminate", "physics_error"])
+def test_episodes_end_on_termination_and_physics_errors(how, tmp_path):
+    policy = loop.RandomPolicy(2, torch.Generator().manual_seed(0))
+    episode = loop.run_episode(_Ending(how), policy, seed=0)
+    assert episode.length == 4 and episode.obs.shape[0] == 5
+    assert episode.terminated == (how == "terminate")
+    assert episode.physics_error == (how == "physics_error")
+    meta = {"env": "stub", "action_repeat": 1, "size": 32, "seed": 0, "source": "env"}
+    saved = load_episode(episode.save(tmp_path, 0, meta))
+    assert saved.terminated[-1] == (how == "terminate")
+    assert saved.truncated[-1] == (how != "terminate")
+
+
+def test_mpc_agent_with_the_true_model_reaches_the_goal():
+    """The MPC mechanics (reset / act / observe, warm start) with the stub's exact dynamics as the
+    objective: the agent must reach the goal and stay there."""
+    from agents.config import PlannerConfig
+    from worldmodel.svg import ModelConfig, WorldModel
+
+    env = StubPixelEnv(size=32)
+    model = WorldModel(ModelConfig(rnn_units=8, nf=4, g_dim=4, z_dim=2, reward_hidden=4), 32, 2)
+
+    def true_objective(model, state):
+        pos = torch.as_tensor(env.pos, dtype=torch.float32)
+        goal = torch.as_tensor(env.goal, dtype=torch.float32)
+
+        def objective(actions):  # (N, H, 2) -> (N,)
+            p, total = pos.expand(actions.shape[0], 2), 0
+            for t in range(actions.shape[1]):
+                p, r = StubPixelEnv.true_dynamics(p, actions[:, t], goal)
+                total = total + r
+            return total
+
+        return objective
+
+    cfg = PlannerConfig()
+    cfg.cem.population, cfg.cem.elites, cfg.cem.iterations, cfg.cem.horizon = 100, 10, 3, 8
+    agent = loop.MPCAgent(model, cfg, torch.device("cpu"), objective_fn=true_objective)
+    episode = loop.run_episode(env, agent, seed=0)
+    env.reset(seed=0)
+    assert episode.total_reward >= 0.8 * env.optimal_return()
+
+
+# The key test's run: 20 random seed episodes, then 9 episodes planned with a small learned model
+# (150 gradient steps before each), then 5 evaluation episodes without noise.
+LEARN = [
+    "profile=cpu",
+    "env=stub",
+    "env.size=32",
+    "model=lstm",
+    "model.M=1",
+    "model.K=1",
+    "model.rnn_units=64",
+    "model.nf=8",
+    "model.g_dim=32",
+    "model.reward_hidden=64",
+    "model.predictor_layers=1",
+    "train.batch_size=16",
+    "train.seq_len=10",
+    "seed_episodes=20",
+    "episodes=29",
+    "train_steps=150",
+    "planner.cem.population=200",
+    "planner.cem.elites=20",
+    "planner.cem.iterations=4",
+    "planner.cem.horizon=10",
+    "eval_every=0",
+    "eval_episodes=5",
+    "video_every=0",
+    "strip_every=0",
+    "device=cpu",
+    "progress=false",
+    "seed=0",
+]
+
+
+@pytest.mark.slow
+def test_learned_agent_beats_random_policy(compose, tmp_path):
+    """THE KEY TEST: the whole loop with a small learned model on the stub beats random play.
+
+    The random policy is measured here on the same evaluation episodes (same reset seeds).
+    Measured with seeds 0..5 (one thread): learned 29.2, 35.6, 38.8, 36.1, 41.8, 28.2 against
+    random 2.8, 4.0, 3.2, 4.8, 4.3, 1.7 (optimal ~47); with 3 planned episodes instead of 9, two
+    seeds of six failed (the planner drives into a wall where the young model predicts reward,
+    and needs more episodes of its own data to unlearn it). ~70-110 s on 2 shared cores.
+    """
+    cfg = OmegaConf.to_object(compose("cem_planner", LEARN))
+    summary = loop.run(cfg, tmp_path)
+
+    env = make_env("stub", size=32)
+    policy = loop.RandomPolicy(2, torch.Generator().manual_seed(0))
+    starts = [loop.episode_seed(cfg.seed, 1, i) for i in range(cfg.eval_episodes)]
+    random_return = np.mean([loop.run_episode(env, policy, seed=s).total_reward for s in starts])
+    optimal = []
+    for s in starts:
+        env.reset(seed=s)
+        optimal.append(env.optimal_return())
+
+    learned = summary["last_eval_return"]
+    assert learned >= random_return + 15, (learned, random_return, np.mean(optimal))
+    assert learned >= 0.5 * np.mean(optimal)
