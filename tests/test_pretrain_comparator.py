@@ -43,7 +43,13 @@ SMALL = ["encoder.width=8", "encoder.depth=3", "encoder.embed_dim=16", "progress
 def test_training_lowers_the_contrastive_loss_and_saves_a_reusable_encoder(episodes, tmp_path):
     out = tmp_path / "videonet.pt"
     cfg = _comparator_cfg(
-        f"data={episodes}", f"out={out}", "steps=60", "batch_size=6", "device=cpu", *SMALL
+        f"data={episodes}",
+        f"out={out}",
+        "steps=60",
+        "batch_size=6",
+        "lr=1e-3",
+        "device=cpu",
+        *SMALL,
     )
     summary = pretrain_comparator.run(cfg)
     # an encoder that ignores its input scores log(B); the trained one tells the clips apart
@@ -62,8 +68,12 @@ def test_training_lowers_the_contrastive_loss_and_saves_a_reusable_encoder(episo
     twice = [
         pretrain_comparator.run(
             _comparator_cfg(
-                f"data={episodes}", f"out={tmp_path / name}", "steps=3", "batch_size=6",
-                "device=cpu", *SMALL,
+                f"data={episodes}",
+                f"out={tmp_path / name}",
+                "steps=3",
+                "batch_size=6",
+                "device=cpu",
+                *SMALL,
             )
         )["final_loss"]
         for name in ("a.pt", "b.pt")
@@ -86,7 +96,9 @@ def test_pretraining_uses_the_saved_encoder_as_its_feature_loss(episodes, tmp_pa
         f"loss.comparator.path={out}",
     )
     summary = pretrain.run(cfg, tmp_path / "run")
-    assert np.isfinite(summary["loss_terms"]["loss/feat"]) and summary["loss_terms"]["loss/feat"] > 0
+    assert (
+        np.isfinite(summary["loss_terms"]["loss/feat"]) and summary["loss_terms"]["loss/feat"] > 0
+    )
 
 
 @pytest.mark.parametrize(
@@ -110,8 +122,15 @@ def test_bad_configs_are_clear_errors(episodes, tmp_path, overrides, message):
 def test_entry_point_trains_and_reports(episodes, tmp_path):
     out = tmp_path / "enc.pt"
     cmd = [
-        sys.executable, "-m", "worldmodel.pretrain_comparator", f"data={episodes}", f"out={out}",
-        "steps=3", "batch_size=4", *SMALL, f"hydra.run.dir={tmp_path / 'run'}",
+        sys.executable,
+        "-m",
+        "worldmodel.pretrain_comparator",
+        f"data={episodes}",
+        f"out={out}",
+        "steps=3",
+        "batch_size=4",
+        *SMALL,
+        f"hydra.run.dir={tmp_path / 'run'}",
     ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -119,7 +138,10 @@ def test_entry_point_trains_and_reports(episodes, tmp_path):
 
     bad = subprocess.run(
         [sys.executable, "-m", "worldmodel.pretrain_comparator", f"out={out}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == ["error: data required: data=PATH"]

@@ -440,7 +440,7 @@ def train_video_encoder(
     steps: int,
     cfg: VideoEncoderConfig | None = None,
     *,
-    lr: float = 1e-3,
+    lr: float = 3e-4,
     temperature: float = 0.1,
     device: str | torch.device = "cpu",
     seed: int = 0,
