@@ -41,6 +41,7 @@ from agents.cem import NonFiniteObjectiveError
 from agents.config import CEMPlannerConfig
 from agents.loop import run
 from worldmodel.checkpoint import CheckpointError
+from worldmodel.cli import preflight
 from worldmodel.train import TrainingDiverged
 
 __all__ = ["main", "with_profile", "format_summary"]
@@ -52,7 +53,7 @@ _PROFILE_ARG = re.compile(r"^[+~]{0,2}profile=")
 _NO_JOB_FLAGS = ("--shell-completion", "-sc", "--version")
 EXPECTED_ERRORS = (
     ValueError,
-    FileNotFoundError,
+    OSError,  # FileNotFoundError, an unwritable work directory, a full disk
     CheckpointError,
     TrainingDiverged,
     NonFiniteObjectiveError,
@@ -151,6 +152,8 @@ def main() -> None:
     sys.argv, message = with_profile(sys.argv)
     if message:
         print(message, file=sys.stderr, flush=True)
+    # a bad override or value: one line and exit 1, before hydra creates the run directory
+    preflight("cem_planner", CEMPlannerConfig, sys.argv, check=CEMPlannerConfig.validate)
     _main()
 
 

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 
 from agents.cem import CEMConfig
 from envs.config import EnvConfig
+from envs.registry import resolve_name
 from worldmodel.adversarial import AntiBlurConfig
 from worldmodel.comparator import ComparatorConfig
+from worldmodel.nets import num_levels
 from worldmodel.svg import ModelConfig
 from worldmodel.train import ObjectiveConfig, TrainConfig
 
@@ -22,7 +24,7 @@ __all__ = ["PlannerConfig", "CEMPlannerConfig", "MODES", "OBJECTIVES"]
 MODES = ("train", "eval")
 OBJECTIVES = ("reward", "goal")
 DISTANCES = ("l2", "feature")
-PLAN_PRECISIONS = ("fp32", "bf16")
+PLAN_PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -37,7 +39,12 @@ class PlannerConfig:
             from ``planner/cem/<objective>_<profile>.yaml``.
         samples: latent samples per candidate, averaged (PlaNet: 1).
         discount: per-step discount of the predicted rewards (``reward`` only).
-        precision: ``fp32`` or ``bf16`` (autocast of the imagined rollouts).
+        precision: ``fp32`` (default), ``bf16`` (autocast of the imagined rollouts) or ``auto``
+            (bf16 where the device runs it natively: CPUs with AMX / AVX512-BF16, CUDA GPUs with
+            bf16; fp32 elsewhere). bench/bench_planner.py measures what bf16 buys in speed; it
+            is not the default because the loop's key stub test (tests/test_loop.py, seed 0)
+            fell from passing to 23.1 < 23.8 with bf16 planning: rewards of close candidates
+            are ranked on ~3 significant digits.
         distance: ``l2`` (mean squared pixel difference) or ``feature`` (DeePSiM comparator
             features, see ``comparator``); ``goal`` only.
         which_frames: ``last`` (the final predicted frame is compared with the goal) or ``all``.
@@ -165,4 +172,37 @@ class CEMPlannerConfig:
         self.train.validate()
         self.objective.validate()
         self.planner.validate()
+        resolve_name(self.env.name)  # an unknown environment name: the list of accepted ones
+        try:
+            num_levels(self.env.size)
+        except ValueError:
+            raise ValueError(
+                f"env.size={self.env.size!r}; the world model takes square frames whose side is "
+                "a power of two >= 32 (e.g. 64 or 128)"
+            ) from None
+        if self.mode == "train":
+            self._check_lengths()
         return self
+
+    def _check_lengths(self) -> None:
+        """The plan, the training sequences and the episodes must fit into each other.
+
+        The world model learns from windows of ``train.seq_len`` frames, i.e. to predict
+        ``seq_len - 1`` steps ahead of a window's first frame; a plan of ``planner.cem.horizon``
+        actions imagines that many steps ahead of the current frame. A longer horizon would plan
+        on predictions beyond anything the model was trained on. The windows are cut from the
+        episodes, so they cannot be longer than an episode (``env.max_episode_steps + 1`` frames).
+        """
+        horizon, seq_len = self.planner.cem.horizon, self.train.seq_len
+        if horizon > seq_len - 1:
+            raise ValueError(
+                f"planner.cem.horizon={horizon} is longer than the training sequences: the model "
+                f"learns to predict train.seq_len - 1 = {seq_len - 1} steps ahead; use "
+                f"planner.cem.horizon <= {seq_len - 1} or train.seq_len >= {horizon + 1}"
+            )
+        limit = self.env.max_episode_steps
+        if limit is not None and seq_len > limit + 1:
+            raise ValueError(
+                f"train.seq_len={seq_len} is longer than an episode: env.max_episode_steps={limit} "
+                f"gives {limit + 1} frames; use train.seq_len <= {limit + 1}"
+            )

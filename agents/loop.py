@@ -26,8 +26,9 @@ Resume (``resume=True``): the counters, weights, optimiser and RNG states come f
 and the replay buffer is rebuilt from ``episodes/``. An episode file written after the last
 checkpoint (the run was killed between writing it and checkpointing) is complete and valid, since
 files are written atomically: it is KEPT and counted, so no collected experience is lost or
-duplicated; only the gradient steps made just before it are redone. Stale temporary files of an
-interrupted write are removed on start.
+duplicated; only the gradient steps made just before it are lost (the checkpoint predates them).
+Evaluation episode files written after the last checkpoint are removed, since that evaluation is
+redone. Stale temporary files of an interrupted write are removed on start.
 
 Episodes: training episode ``k`` is reset with :func:`episode_seed` ``(seed, 0, k)``; every
 evaluation replays the same ``eval_episodes`` start states (less noisy curves). Episodes end on
@@ -62,12 +63,12 @@ from agents.goals import goal_image
 from agents.objectives import goal_image_objective, latent_reward_objective
 from envs.episodes import EPISODE_RE, episode_paths, next_episode_index, save_episode
 from envs.registry import make_env_from_config
-from worldmodel.checkpoint import cleanup_stale_tmp, load_checkpoint
+from worldmodel.checkpoint import cleanup_stale_tmp, load_checkpoint, write_text_atomic
 from worldmodel.data import ReplayBuffer, SequenceSampler, load_episode
-from worldmodel.device import resolve_device, seed_everything
+from worldmodel.device import autocast_dtype, resolve_device, seed_everything
 from worldmodel.svg import ModelState, WorldModel
 from worldmodel.train import Trainer, model_from_checkpoint, predict
-from worldmodel.training_setup import build_trainer
+from worldmodel.training_setup import build_trainer, resolve_model_config
 from worldmodel.viz import prediction_strip
 
 __all__ = [
@@ -185,6 +186,9 @@ class MPCAgent:
         self.cfg = cfg.validate()
         self.device = torch.device(device)
         self.objective_fn = objective_fn
+        # "auto": bf16 autocast where the device runs it natively (AMX CPUs, Ampere+ GPUs)
+        amp = autocast_dtype(self.device, cfg.precision)
+        self.precision = "bf16" if amp == torch.bfloat16 else "fp32"
         if self.objective_fn is None and cfg.objective == "reward" and not model.has_reward:
             raise ValueError(
                 "planner=reward needs a model with a reward head (built with action_dim > 0)"
@@ -227,7 +231,7 @@ class MPCAgent:
                 samples=cfg.samples,
                 generator=self.imagine_generator,
                 discount=cfg.discount,
-                precision=cfg.precision,
+                precision=self.precision,
             )
         return goal_image_objective(
             self.model,
@@ -238,7 +242,7 @@ class MPCAgent:
             samples=cfg.samples,
             generator=self.imagine_generator,
             which_frames=cfg.which_frames,
-            precision=cfg.precision,
+            precision=self.precision,
         )
 
     def act(self) -> np.ndarray:
@@ -416,7 +420,8 @@ class _Run:
         self.env = make_env_from_config(cfg.env)
         self.action_repeat = int(getattr(self.env.unwrapped, "action_repeat", 1))
         action_dim = int(self.env.action_space.shape[0])
-        self.model = WorldModel(cfg.model, cfg.env.size, action_dim).to(self.device)
+        model_cfg = resolve_model_config(cfg.model, cfg.loss)  # loss-driven decoder options
+        self.model = WorldModel(model_cfg, cfg.env.size, action_dim).to(self.device)
         self.trainer: Trainer = build_trainer(
             self.model, cfg.train, cfg.objective, cfg.loss, self.device
         )
@@ -440,7 +445,7 @@ class _Run:
         """Check the work directory, resume if asked, rebuild the replay buffer."""
         cfg = self.cfg
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for directory in (self.episodes_dir, self.eval_dir, self.ckpt_path.parent):
+        for directory in (self.workdir, self.episodes_dir, self.eval_dir, self.ckpt_path.parent):
             cleanup_stale_tmp(directory)
         existing = episode_paths(self.episodes_dir)
         if not cfg.resume and (self.ckpt_path.exists() or existing):
@@ -499,6 +504,8 @@ class _Run:
                 f"{self.ckpt_path} (missing: {', '.join(missing[:3]) or 'none'}); restore them "
                 "or start a new run in a new hydra.run.dir"
             )
+        if "eval_episode_files" in extra:  # absent from checkpoints of older versions
+            self._drop_unrecorded_evaluation(set(extra["eval_episode_files"]))
         log.info(
             "resumed %s at episode %d, %d env steps, %d gradient steps",
             self.workdir,
@@ -506,6 +513,15 @@ class _Run:
             self.state.env_steps,
             self.trainer.global_step,
         )
+
+    def _drop_unrecorded_evaluation(self, recorded: set[str]) -> None:
+        """Remove the evaluation episode files written after the last checkpoint: that
+        evaluation is not in the checkpoint and is redone (same weights, RNG states and reset
+        seeds), so keeping its files would duplicate it."""
+        for path in episode_paths(self.eval_dir):
+            if path.name not in recorded:
+                path.unlink()
+                log.info("resume: removed %s of an unrecorded evaluation (redone)", path.name)
 
     def _adopt_unrecorded_episodes(self, paths: list[Path]) -> None:
         """Count the episode files written after the last checkpoint (they are complete)."""
@@ -534,6 +550,7 @@ class _Run:
             "loop": asdict(s),
             "episodes_dir": EPISODES,  # relative to the work directory
             "episode_files": [p.name for p in episode_paths(self.episodes_dir)][: s.episodes],
+            "eval_episode_files": [p.name for p in episode_paths(self.eval_dir)],
             "rng": {
                 "torch": torch.get_rng_state(),
                 "agent": self.agent.rng_state(),
@@ -563,6 +580,13 @@ class _Run:
             logs = self.trainer.step(self.sampler.sample())
             for key, value in logs.items():
                 sums[key] = sums.get(key, 0.0) + value
+        if sums.get("nonfinite"):
+            log.warning(
+                "%d of %d gradient steps skipped: non-finite loss or gradient (%d in this run)",
+                sums["nonfinite"],
+                self.cfg.train_steps,
+                self.trainer.total_nonfinite,
+            )
         return {k: v / max(1, self.cfg.train_steps) for k, v in sums.items()}
 
     def collect(self, planned: bool) -> Episode:
@@ -767,6 +791,7 @@ class _Run:
             "env_steps": s.env_steps,
             "agent_steps": s.agent_steps,
             "gradient_steps": self.trainer.global_step,
+            "nonfinite_steps": self.trainer.total_nonfinite,  # skipped (non-finite) gradient steps
             "random_return": float(np.mean(seeds)) if seeds else math.nan,
             "last_train_return": s.train_returns[-1] if s.train_returns else math.nan,
             "best_eval_return": max(s.eval_returns) if s.eval_returns else math.nan,
@@ -816,8 +841,8 @@ def run(cfg: CEMPlannerConfig, workdir: str | Path) -> dict[str, Any]:
             )
             session.writer.add_scalar("model/parameters", session.model.num_params(), 0)
         log.info(
-            "%s: %s, model %s M=%s K=%s with %s parameters on %s (training precision %s); "
-            "work directory %s (continue it with resume=true hydra.run.dir=%s)",
+            "%s: %s, model %s M=%s K=%s with %s parameters on %s (training precision %s, "
+            "planning %s); work directory %s (continue it with resume=true hydra.run.dir=%s)",
             "resuming" if session.resumed_at is not None else "starting",
             cfg.env.name,
             cfg.model.variant,
@@ -826,6 +851,7 @@ def run(cfg: CEMPlannerConfig, workdir: str | Path) -> dict[str, Any]:
             f"{session.model.num_params():,}",
             session.device,
             session.trainer.amp_dtype or torch.float32,
+            session.agent.precision,
             workdir,
             workdir,
         )
@@ -851,7 +877,7 @@ def run(cfg: CEMPlannerConfig, workdir: str | Path) -> dict[str, Any]:
         summary = session.summary()
     finally:
         session.close()
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text_atomic(workdir / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -915,5 +941,5 @@ def evaluate_checkpoint(cfg: CEMPlannerConfig, workdir: Path | None = None) -> d
     }
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "eval_summary.json").write_text(json.dumps(summary, indent=2))
+        write_text_atomic(workdir / "eval_summary.json", json.dumps(summary, indent=2))
     return summary

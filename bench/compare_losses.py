@@ -56,7 +56,7 @@ from worldmodel.data import EpisodeDataset, SequenceSampler, load_episode  # noq
 from worldmodel.metrics import per_step_metrics, sharpness, sharpness_difference  # noqa: E402
 from worldmodel.svg import WorldModel  # noqa: E402
 from worldmodel.train import model_from_checkpoint, predict  # noqa: E402
-from worldmodel.training_setup import build_trainer  # noqa: E402
+from worldmodel.training_setup import build_trainer, resolve_model_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = str(ROOT / "configs")
@@ -262,7 +262,8 @@ def probe_step_time(args: argparse.Namespace, data: Path, loss: str, steps: int)
     dataset = EpisodeDataset(data)
     sampler = SequenceSampler(dataset, cfg.train.seq_len, cfg.train.batch_size, seed=args.seed)
     torch.manual_seed(args.seed)
-    model = WorldModel(cfg.model, dataset.image_size, dataset.action_dim or 0)
+    model_cfg = resolve_model_config(cfg.model, cfg.loss)
+    model = WorldModel(model_cfg, dataset.image_size, dataset.action_dim or 0)
     trainer = build_trainer(model, cfg.train, cfg.objective, cfg.loss, "cpu")
     trainer.step(sampler.sample())
     t0 = time.perf_counter()

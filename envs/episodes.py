@@ -72,8 +72,11 @@ def save_episode(
         meta: JSON-serialisable; must hold env, action_repeat, size, seed and source.
 
     Raises:
-        ValueError: shapes, dtypes or meta do not follow the format.
+        ValueError: shapes, dtypes or meta do not follow the format, or a NaN / inf action or
+            reward (the file would be refused by every reader, so it is not written).
         FileExistsError: an episode with this index exists.
+        OSError: the file cannot be written (full disk, unwritable directory), naming it; no
+            partial file is left.
     """
     directory = Path(directory)
     obs = np.asarray(obs)
@@ -90,10 +93,17 @@ def save_episode(
         reward = np.asarray(reward, dtype=np.float32)
         if action.ndim != 2 or len(action) != length:
             raise ValueError(f"action must have shape (T={length}, A), got {action.shape}")
-        if not np.all(np.abs(action) <= 1.0):
-            raise ValueError("actions must lie in [-1, 1] (normalised actions)")
         if reward.shape != (length,):
             raise ValueError(f"reward must have shape (T={length},), got {reward.shape}")
+        for key, values in (("action", action), ("reward", reward)):
+            finite = np.isfinite(values.reshape(length, -1)).all(axis=1)
+            if not finite.all():  # readers refuse such a file: never write one
+                raise ValueError(
+                    f"episode {index}: {key} is not finite (NaN or inf) at step "
+                    f"{int(np.argmin(finite))}; nothing was written"
+                )
+        if not np.all(np.abs(action) <= 1.0):
+            raise ValueError("actions must lie in [-1, 1] (normalised actions)")
         arrays.update(action=action, reward=reward)
     for key, flags in (("terminated", terminated), ("truncated", truncated)):
         flags = np.asarray(flags)
@@ -124,6 +134,13 @@ def save_episode(
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # e.g. a full disk: name the file, keep the errno
+        tmp.unlink(missing_ok=True)
+        raise OSError(
+            e.errno,
+            f"cannot write episode {path} ({e.strerror or e}); the episodes written before it "
+            "are intact",
+        ) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

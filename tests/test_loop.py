@@ -345,7 +345,7 @@ LEARN = [
     "model.reward_hidden=64",
     "model.predictor_layers=1",
     "train.batch_size=16",
-    "train.seq_len=10",
+    "train.seq_len=11",  # the model learns 10 steps ahead: planner.cem.horizon <= seq_len - 1
     "seed_episodes=20",
     "episodes=29",
     "train_steps=150",
@@ -388,3 +388,27 @@ def test_learned_agent_beats_random_policy(compose, tmp_path):
     learned = summary["last_eval_return"]
     assert learned >= random_return + 15, (learned, random_return, np.mean(optimal))
     assert learned >= 0.5 * np.mean(optimal)
+
+
+@pytest.mark.parametrize(
+    ("precision", "native", "expected"),
+    [
+        ("auto", True, "bf16"),
+        ("auto", False, "fp32"),
+        ("fp32", True, "fp32"),
+        ("bf16", False, "bf16"),
+    ],
+)
+def test_planning_precision_auto_follows_native_bf16(monkeypatch, precision, native, expected):
+    from agents.config import PlannerConfig
+    from worldmodel import device as device_module
+    from worldmodel.svg import ModelConfig, WorldModel
+
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: native)
+    model = WorldModel(ModelConfig(rnn_units=8, nf=4, g_dim=4, z_dim=2, reward_hidden=4), 32, 2)
+    cfg = PlannerConfig(precision=precision)
+    cfg.cem.population, cfg.cem.elites, cfg.cem.iterations, cfg.cem.horizon = 8, 2, 1, 3
+    agent = loop.MPCAgent(model, cfg, torch.device("cpu"))
+    assert agent.precision == expected
+    agent.reset(np.zeros((32, 32, 3), np.uint8))
+    assert agent.act().shape == (2,)

@@ -7,10 +7,7 @@ import sys
 
 
 def _imported_after(module: str) -> set[str]:
-    code = (
-        f"import sys, {module}; "
-        "print(','.join(sorted(m.split('.')[0] for m in sys.modules)))"
-    )
+    code = f"import sys, {module}; print(','.join(sorted(m.split('.')[0] for m in sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return set(out.stdout.strip().split(","))
 

@@ -33,6 +33,7 @@ computed in float32 from the logits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from worldmodel.checkpoint import load_optimizer_state
 from worldmodel.comparator import Comparator, ComparatorConfig, DiscriminatorComparator, frozen
 from worldmodel.discriminator import DiscriminatorConfig, MultiScaleDiscriminator
 from worldmodel.losses import (
@@ -86,13 +88,16 @@ class AntiBlurConfig:
         adv_weight, adv_form: adversarial weight and form, one of ``bce`` (Mathieu/DeePSiM,
             non-saturating), ``hinge``, ``lsgan``, ``wgan-gp``.
         feature_weight: DeePSiM feature loss weight; the comparator is in ``comparator``.
-        pixel_norm: PGGAN pixelwise feature normalisation after each conv of the generator (read
-            by the world model's decoder if it supports it; not used by the losses).
+        pixel_norm: PGGAN pixelwise feature normalisation after each conv of the generator. Not
+            used by the losses: the training entry points switch on ``ModelConfig.pixel_norm``
+            from it (:func:`~worldmodel.training_setup.resolve_model_config`), so checkpoints
+            record it with the architecture.
         discriminator: :class:`~worldmodel.discriminator.DiscriminatorConfig` (architecture,
             Adam, pause rule, gradient penalty).
         comparator: :class:`~worldmodel.comparator.ComparatorConfig`.
         progressive: :class:`~worldmodel.pggan.ProgressiveConfig` (progressive growing of the
-            discriminator's input resolution).
+            discriminator's input resolution and, through ``ModelConfig.progressive_heads``
+            switched on by the entry points, of the decoder's output resolution).
     """
 
     gdl_weight: float = 0.0
@@ -150,6 +155,9 @@ class AdversarialTrainer:
         image_size: frame size once fully grown.
         channels: image channels.
         device: where the discriminator lives.
+        generator_grows: the generator's frames come from a progressively growing decoder that
+            already fades in the current resolution (PGGAN): they are then judged as they are,
+            while real frames and the context are still blended (see :meth:`prepare`).
 
     Accuracy logs count a real sample as recognised when its logit is above 0 (0.5 for lsgan) and
     a generated one when at or below; for wgan-gp they only show the sign of the critic.
@@ -167,9 +175,11 @@ class AdversarialTrainer:
         image_size: int,
         channels: int = 3,
         device: str | torch.device | None = None,
+        generator_grows: bool = False,
     ) -> None:
         self.cfg = cfg
         self.form = cfg.adv_form
+        self.generator_grows = generator_grows
         self.schedule = cfg.progressive.schedule(image_size)
         self.discriminator = MultiScaleDiscriminator(
             cfg.discriminator, image_size, channels, min_resolution=self.schedule.start_resolution
@@ -201,8 +211,12 @@ class AdversarialTrainer:
         return self.schedule.at(self.step)
 
     def prepare(
-        self, frames: Tensor, context: Tensor | None = None
-    ) -> tuple[Tensor, Tensor | None, float]:
+        self,
+        frames: Tensor | Sequence[Tensor],
+        context: Tensor | None = None,
+        *,
+        generated: bool = False,
+    ) -> tuple[Tensor | list[Tensor], Tensor | None, float]:
         """Bring frames ``(..., C, H, W)`` (and context) to the schedule's resolution and blend.
 
         Without progressive growing this is the identity (``alpha = 1``). With it, every input --
@@ -210,13 +224,26 @@ class AdversarialTrainer:
         fade-in, blended with its 2x-downsampled-upsampled self
         (:func:`~worldmodel.pggan.blend_resolution`), so the discriminator sees real and
         generated frames prepared the same way from a generator that does not grow itself.
+        With ``generated=True`` and ``generator_grows`` the frames (already at the resolution,
+        faded in by the decoder) are left as they are, as in PGGAN; the context is real and is
+        blended. A sequence of frames (one candidate per scale, from a multi-scale generator) is
+        returned as it is; it does not combine with progressive growing.
         """
         res, alpha = self.schedule.at(self.step)
 
         def go(x: Tensor) -> Tensor:
             return blend_resolution(resize_to(x, res), alpha)
 
-        return go(frames), (None if context is None else go(context)), alpha
+        if not isinstance(frames, Tensor):
+            if (res, alpha) != (self.schedule.final_resolution, 1.0):
+                raise ValueError(
+                    "one candidate per scale (a multi-scale decoder) does not combine with "
+                    "progressive growing; set loss.progressive.enabled=false"
+                )
+            return list(frames), context, alpha
+
+        frames = resize_to(frames, res) if generated and self.generator_grows else go(frames)
+        return frames, (None if context is None else go(context)), alpha
 
     # -- discriminator -----------------------------------------------------------------------
 
@@ -242,12 +269,16 @@ class AdversarialTrainer:
                 self.pause_events += 1
         return self.paused
 
-    def d_step(self, real: Tensor, fake: Tensor, context: Tensor | None = None) -> dict[str, float]:
+    def d_step(
+        self, real: Tensor, fake: Tensor | Sequence[Tensor], context: Tensor | None = None
+    ) -> dict[str, float]:
         """One discriminator update (or a pause).
 
         Args:
             real: real frames ``(B, C, H, W)`` (or clips ``(B, L, C, H, W)``) in ``[0, 1]``.
-            fake: generated frames, same shape (detached here).
+            fake: generated frames, same shape (detached here); or one candidate per scale of
+                the discriminator (a multi-scale generator, see
+                :meth:`~worldmodel.discriminator.MultiScaleDiscriminator.scale_inputs`).
             context: ``(B, n, C, H, W)`` real frames before them (conditional discriminator).
 
         Returns:
@@ -259,7 +290,8 @@ class AdversarialTrainer:
         dcfg = self.cfg.discriminator
         d = self.discriminator
         real_p, ctx_p, alpha = self.prepare(real, context)
-        fake_p, _, _ = self.prepare(fake.detach(), None)
+        fake = fake.detach() if isinstance(fake, Tensor) else [f.detach() for f in fake]
+        fake_p, _, _ = self.prepare(fake, None, generated=True)
         logits_real = self.d_module(real_p, ctx_p, alpha=alpha)
         logits_fake = self.d_module(fake_p, ctx_p, alpha=alpha)
         logs: dict[str, float] = {}
@@ -269,10 +301,8 @@ class AdversarialTrainer:
         thr = self._threshold()
         acc_r, acc_f = [], []
         if self.form == "wgan-gp":
-            x_real = d.stack_inputs(real_p, ctx_p)
-            x_fake = d.stack_inputs(fake_p, ctx_p)
-            pyr_real = multiscale(x_real, d.scales)
-            pyr_fake = multiscale(x_fake, d.scales)
+            pyr_real = multiscale(d.stack_inputs(real_p, ctx_p), d.scales)
+            pyr_fake = d.scale_inputs(fake_p, ctx_p)
         for k, (s, real_k, fake_k) in enumerate(
             zip(d.scales, logits_real, logits_fake, strict=True)
         ):
@@ -328,7 +358,7 @@ class AdversarialTrainer:
     # -- generator ---------------------------------------------------------------------------
 
     def g_loss(
-        self, fake: Tensor, context: Tensor | None = None
+        self, fake: Tensor | Sequence[Tensor], context: Tensor | None = None
     ) -> tuple[Tensor, dict[str, float]]:
         """The generator's adversarial loss, summed over scales (unweighted).
 
@@ -337,13 +367,14 @@ class AdversarialTrainer:
         for the pause rule.
 
         Args:
-            fake: generated frames ``(B, C, H, W)`` or clips ``(B, L, C, H, W)`` in ``[0, 1]``.
+            fake: generated frames ``(B, C, H, W)`` or clips ``(B, L, C, H, W)`` in ``[0, 1]``;
+                or one candidate per discriminator scale (a multi-scale generator).
             context: ``(B, n, C, H, W)`` real context frames.
 
         Returns:
             ``(loss, logs)`` with a float32 scalar loss and logs ``g/adv``, ``g/adv_s{s}``.
         """
-        fake_p, ctx_p, alpha = self.prepare(fake, context)
+        fake_p, ctx_p, alpha = self.prepare(fake, context, generated=True)
         with frozen(self.discriminator):
             logits = self.discriminator(fake_p, ctx_p, alpha=alpha)
         per_scale = [generator_loss(lg, self.form) for lg in logits]
@@ -373,7 +404,7 @@ class AdversarialTrainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
         self.discriminator.load_state_dict(state["discriminator"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])  # lr etc. from this run's config
         self.step = int(state["step"])
         self.paused = bool(state["paused"])
         self.paused_steps = int(state["paused_steps"])

@@ -35,7 +35,9 @@ __all__ = [
     "check_config_compatible",
     "cleanup_stale_tmp",
     "load_checkpoint",
+    "load_optimizer_state",
     "save_checkpoint",
+    "write_text_atomic",
 ]
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,30 @@ def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path
     return path
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write a small text file (e.g. ``summary.json``) atomically: tmp file, fsync, rename.
+
+    A reader (or a run killed half-way) sees the old file or the new one, never half of one. The
+    temporary file is ``.<name>.<random>.tmp`` next to ``path`` (removed on failure).
+
+    Raises:
+        OSError: the directory is not writable or the disk is full (``path`` is left as it was).
+    """
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
 def _fsync_directory(directory: Path) -> None:
     """Persist the rename itself (POSIX); a no-op where directories cannot be opened."""
     try:
@@ -201,6 +227,20 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"checkpoint {path} holds a {type(payload).__name__}, expected a dict"
         )
     return payload
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
+    """``optimizer.load_state_dict(state)``, but keep the optimizer's current settings.
+
+    The moments and step counts come from the checkpoint; the settings of each parameter group
+    (``lr``, ``betas``, ``eps``, ...) stay those the optimizer was built with, i.e. this run's
+    config. Plain ``load_state_dict`` would silently bring back the checkpoint's learning rate, so
+    that a diverged run resumed with a lower ``train.lr`` would go on with the old one.
+    """
+    settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, kept in zip(optimizer.param_groups, settings, strict=True):
+        group.update(kept)
 
 
 def _first_specific_line(message: str) -> str:

@@ -12,11 +12,15 @@ and a fade-in of the newest block, see :mod:`worldmodel.pggan`).
 
 Frames are in ``[0, 1]`` and are mapped to ``[-1, 1]`` inside. The block outputs are returned on
 request so the discriminator can serve as a DeePSiM comparator.
+
+The candidate is either one frame (pooled to every scale here) or, for a multi-scale
+(coarse-to-fine) generator, one candidate per scale -- ``D_k`` then judges the generator's own
+scale-``k`` prediction ``G_k(X)`` as in Mathieu et al.'s ``L_adv = sum_k BCE(D_k(X_k, G_k(X)), 1)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -24,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from worldmodel.losses import multiscale
-from worldmodel.pggan import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, fade_in
+from worldmodel.pggan import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, fade_in, resize_to
 
 __all__ = ["DiscriminatorConfig", "MultiScaleDiscriminator", "ScaleDiscriminator"]
 
@@ -284,20 +288,53 @@ class MultiScaleDiscriminator(nn.Module):
         x = torch.cat(parts, dim=1)  # (B, n + L, C, R, R)
         return (x * 2.0 - 1.0).flatten(1, 2)
 
-    def forward_stacked(
-        self, x: Tensor, alpha: float = 1.0, return_features: bool = False
+    def scale_inputs(
+        self, frame: Tensor | Sequence[Tensor], context: Tensor | None = None
+    ) -> list[Tensor]:
+        """The stacked input of every scale, ``(B, C_in, R / s_k, R / s_k)`` per scale ``s_k``.
+
+        Args:
+            frame: one candidate ``(B, [L,] C, R, R)``, average-pooled to every scale; or one per
+                scale (aligned with :attr:`scales`, entry ``k`` of size ``R / s_k``, e.g. the
+                scales of a multi-scale generator), each judged as it is.
+            context: ``(B, n, C, R, R)`` at the full size ``R``, pooled to every scale.
+        """
+        if isinstance(frame, Tensor):
+            return multiscale(self.stack_inputs(frame, context), self.cfg.scales)
+        if len(frame) != len(self.cfg.scales):
+            raise ValueError(
+                f"expected one candidate per discriminator scale {self.scales}, got {len(frame)}"
+            )
+        full = frame[0].shape[-1] * self.cfg.scales[0]
+        out = []
+        for s, f in zip(self.cfg.scales, frame, strict=True):
+            if f.shape[-1] * s != full:
+                raise ValueError(
+                    f"candidate for scale {s} has size {f.shape[-1]}, expected {full // s} px"
+                )
+            ctx = None if context is None else resize_to(context, full // s)
+            out.append(self.stack_inputs(f, ctx))
+        return out
+
+    def _run_scales(
+        self, inputs: list[Tensor], alpha: float, return_features: bool
     ) -> list[Tensor] | tuple[list[Tensor], list[list[Tensor]]]:
-        """Run every scale on stacked inputs ``(B, C_in, R, R)`` (see :meth:`stack_inputs`)."""
         logits, feats = [], []
-        for net, x_k in zip(self.scale_nets, multiscale(x, self.cfg.scales), strict=True):
+        for net, x_k in zip(self.scale_nets, inputs, strict=True):
             out, f = net(x_k, alpha)
             logits.append(out)
             feats.append(f)
         return (logits, feats) if return_features else logits
 
+    def forward_stacked(
+        self, x: Tensor, alpha: float = 1.0, return_features: bool = False
+    ) -> list[Tensor] | tuple[list[Tensor], list[list[Tensor]]]:
+        """Run every scale on stacked inputs ``(B, C_in, R, R)`` (see :meth:`stack_inputs`)."""
+        return self._run_scales(multiscale(x, self.cfg.scales), alpha, return_features)
+
     def forward(
         self,
-        frame: Tensor,
+        frame: Tensor | Sequence[Tensor],
         context: Tensor | None = None,
         alpha: float = 1.0,
         return_features: bool = False,
@@ -306,7 +343,8 @@ class MultiScaleDiscriminator(nn.Module):
 
         Args:
             frame: ``(B, C, R, R)`` or ``(B, L, C, R, R)`` in ``[0, 1]``; ``R`` = ``image_size``,
-                or a smaller grown size with progressive growing.
+                or a smaller grown size with progressive growing. Or one candidate per scale
+                (see :meth:`scale_inputs`).
             context: ``(B, n, C, R, R)`` in ``[0, 1]`` (conditional discriminator).
             alpha: progressive fade-in of the newest resolution (1 = fully grown at ``R``).
             return_features: also return ``feats[k]``, the list of feature maps of scale ``k``.
@@ -314,4 +352,6 @@ class MultiScaleDiscriminator(nn.Module):
         Returns:
             ``logits`` (list of ``(B,)``, one per scale), or ``(logits, feats)``.
         """
-        return self.forward_stacked(self.stack_inputs(frame, context), alpha, return_features)
+        if isinstance(frame, Tensor):
+            return self.forward_stacked(self.stack_inputs(frame, context), alpha, return_features)
+        return self._run_scales(self.scale_inputs(frame, context), alpha, return_features)

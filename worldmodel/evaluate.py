@@ -92,7 +92,7 @@ def main(dict_cfg: DictConfig) -> None:
     workdir = HydraConfig.get().runtime.output_dir
     try:
         report = run(cfg, workdir)
-    except (ValueError, FileNotFoundError, CheckpointError) as err:
+    except (ValueError, OSError, CheckpointError) as err:  # OSError: missing file, full disk
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"error: {err}", file=sys.stderr)
@@ -100,5 +100,13 @@ def main(dict_cfg: DictConfig) -> None:
     _print_summary(report, cfg.out or workdir)
 
 
-if __name__ == "__main__":
+def _cli() -> None:
+    """A bad override or value: one line and exit 1 before hydra starts; then the hydra app."""
+    from worldmodel.cli import preflight
+
+    preflight("evaluate", EvaluateConfig, sys.argv, check=EvaluateConfig.validate)
     main()
+
+
+if __name__ == "__main__":
+    _cli()

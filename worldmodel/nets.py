@@ -27,6 +27,29 @@ compute:
 
 Weights are initialised as in SVG (``utils.init_weights``): conv and linear weights N(0, 0.02),
 BatchNorm scales N(1, 0.02), biases 0.
+
+Two Progressive-GAN options of the decoder (Karras et al. 2018), both off by default:
+
+* ``pixel_norm``: pixelwise feature normalisation ``b = a / sqrt(mean_c(a^2) + 1e-8)`` after the
+  activation of every conv block of the decoder (the stem and every level except the final RGB
+  output), as in PGGAN's generator.
+* ``progressive_heads``: a ``toRGB`` head (1x1 conv + sigmoid) on the features at every resolution
+  from 4 px to ``S / 2``, so that :meth:`Decoder.forward` can decode at a lower ``resolution`` and
+  fade the next one in (``alpha``). The full-resolution "toRGB" is the decoder's own last level, so
+  the fully grown path (``resolution = S, alpha = 1``) *is* the normal decoder. The heads are built
+  on a forked random stream: a decoder with heads has the same initial weights elsewhere as one
+  without (same seed).
+
+And a multi-scale decoder in the coarse-to-fine form of Mathieu et al. (2016), ``scales = N > 1``:
+scale ``k`` (sizes ``S / 2^(N-1), ..., S / 2, S``) predicts a residual ``G'_k`` on the upsampled
+coarser prediction, ``Y_k = u(Y_{k-1}) + G'_k``, written in the sigmoid's logit coordinates so that
+every ``Y_k`` stays in (0, 1): ``Y_k = sigmoid(logit(u(Y_{k-1})) + G'_k)`` (nearest upsampling
+commutes with the pointwise logit, so ``logit(u(Y)) = u(logit(Y))``). ``G'_k`` is a 1x1 conv on the
+features of the level that outputs ``S / 2^(N-k)`` px (a residual head, on a forked random stream
+as above); at full size it is the last level's output without its sigmoid. The coarser predictions
+reach the finer scales through the shared trunk and the residual sum (Mathieu's ``G'_k`` also take
+the upsampled prediction as an input; here the trunk is shared instead). :meth:`Decoder.pyramid`
+returns every ``Y_k``; :meth:`Decoder.forward` the finest.
 """
 
 from __future__ import annotations
@@ -37,6 +60,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from worldmodel.pggan import PixelNorm, fade_in
 
 __all__ = [
     "ENCODERS",
@@ -91,8 +116,12 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def _bn_act(channels: int) -> list[nn.Module]:
-    return [nn.BatchNorm2d(channels), nn.LeakyReLU(_SLOPE, inplace=True)]
+def _bn_act(channels: int, pixel_norm: bool = False) -> list[nn.Module]:
+    """BatchNorm + LeakyReLU (SVG), then PGGAN's pixel norm when ``pixel_norm``."""
+    layers: list[nn.Module] = [nn.BatchNorm2d(channels), nn.LeakyReLU(_SLOPE, inplace=True)]
+    if pixel_norm:
+        layers.append(PixelNorm())
+    return layers
 
 
 def _check_kind(kind: str) -> None:
@@ -190,6 +219,20 @@ class Decoder(nn.Module):
         x = decoder(g, terms)                # g: (*lead, g_dim); lead_s broadcasts to lead
 
     or in one with :meth:`decode` when every frame has its own skips.
+
+    Args:
+        kind, image_size, channels, nf, g_dim, channels_last: as for :class:`Encoder`.
+        pixel_norm: PGGAN pixel norm after every conv block but the RGB output.
+        progressive_heads: build the ``toRGB`` heads (:attr:`to_rgb`) for progressive growing.
+        scales: ``N``, the scales of a multi-scale (coarse-to-fine) decoder; 1 = single scale.
+            ``2 <= N <= num_levels(S)`` (coarsest ``S / 2^(N-1) >= 8`` px); not with
+            ``progressive_heads``.
+
+    Attributes:
+        to_rgb: ``{str(r): 1x1 conv + sigmoid}`` for ``r = 4, 8, ..., S/2`` (features of the level
+            that outputs ``r`` px -> ``(C, r, r)`` frame), or None without ``progressive_heads``.
+        residual_heads: ``{str(r): 1x1 conv}`` for the ``N - 1`` coarser scales (features ->
+            logit residual ``(C, r, r)``), or None for a single-scale decoder.
     """
 
     def __init__(
@@ -200,17 +243,38 @@ class Decoder(nn.Module):
         nf: int,
         g_dim: int,
         channels_last: bool = False,
+        pixel_norm: bool = False,
+        progressive_heads: bool = False,
+        scales: int = 1,
     ) -> None:
         super().__init__()
         _check_kind(kind)
         self.kind, self.g_dim, self.channels_last = kind, g_dim, channels_last
         self.channels, self.image_size = channels, image_size
+        self.pixel_norm = pixel_norm
         widths = level_widths(nf, num_levels(image_size))
+        if (
+            isinstance(scales, bool)
+            or not isinstance(scales, int)
+            or not 1 <= scales <= len(widths)
+        ):
+            raise ValueError(
+                f"decoder scales={scales!r}; expected an integer in [1, {len(widths)}] for "
+                f"{image_size} px frames (the coarsest scale must be >= 8 px)"
+            )
+        if scales > 1 and progressive_heads:
+            raise ValueError(
+                "a multi-scale decoder (scales > 1) does not combine with progressive growing "
+                "(progressive_heads); switch one off (e.g. loss.progressive.enabled=false)"
+            )
+        self.scales = scales
+        rgb_act = nn.Sigmoid if scales == 1 else nn.Identity  # multi-scale: logits, see pyramid()
+        pn = pixel_norm
         # == SVG's ConvTranspose2d(g_dim, 8nf, 4) from 1x1 to 4x4, then BatchNorm + LeakyReLU
         self.stem = nn.Sequential(
             nn.Linear(g_dim, widths[-1] * 16, bias=False),
             nn.Unflatten(1, (widths[-1], 4, 4)),
-            *_bn_act(widths[-1]),
+            *_bn_act(widths[-1], pn),
         )
         levels = []
         for i, w in enumerate(widths):  # level i takes (w, S_i, S_i) plus the skip of level i
@@ -219,23 +283,75 @@ class Decoder(nn.Module):
             if kind == "dcgan":  # (w, r, r) -> (c_out, 2r, 2r)
                 main = nn.ConvTranspose2d(w, c_out, 4, 2, 1, bias=last)
                 skip = nn.ConvTranspose2d(w, c_out, 4, 2, 1, bias=False)
-                post = nn.Sigmoid() if last else nn.Sequential(*_bn_act(c_out))
+                post = rgb_act() if last else nn.Sequential(*_bn_act(c_out, pn))
                 levels.append(_UpLevel(False, main, skip, post))
             else:  # up(w, r/2) -> (w, r, r) -> ... -> (c_out, r, r)
                 main = nn.Conv2d(w, w, 3, 1, 1, bias=False)
                 skip = nn.Conv2d(w, w, 3, 1, 1, bias=False)
-                post = _bn_act(w)
+                post = _bn_act(w, pn)
                 for _ in range(_vgg_depth(i) - 2):
-                    post += [nn.Conv2d(w, w, 3, 1, 1, bias=False), *_bn_act(w)]
+                    post += [nn.Conv2d(w, w, 3, 1, 1, bias=False), *_bn_act(w, pn)]
                 if last:
-                    post += [nn.Conv2d(w, c_out, 3, 1, 1), nn.Sigmoid()]
+                    post += [nn.Conv2d(w, c_out, 3, 1, 1), rgb_act()]
                 else:
-                    post += [nn.Conv2d(w, c_out, 3, 1, 1, bias=False), *_bn_act(c_out)]
+                    post += [nn.Conv2d(w, c_out, 3, 1, 1, bias=False), *_bn_act(c_out, pn)]
                 levels.append(_UpLevel(True, main, skip, nn.Sequential(*post)))
         self.levels = nn.ModuleList(levels)
         self.apply(init_weights)
+        self.to_rgb: nn.ModuleDict | None = None
+        if progressive_heads:
+            # level k (k >= 1) outputs widths[k-1] channels at S / 2^k; the stem (k = L) at 4 px.
+            # A forked random stream keeps every other weight equal to a decoder without heads.
+            with torch.random.fork_rng(devices=[]):
+                heads = {
+                    str(image_size >> k): nn.Sequential(
+                        nn.Conv2d(widths[k - 1], channels, 1), nn.Sigmoid()
+                    )
+                    for k in range(1, len(widths) + 1)
+                }
+                self.to_rgb = nn.ModuleDict(heads)
+                self.to_rgb.apply(init_weights)
+        self.residual_heads: nn.ModuleDict | None = None
+        if scales > 1:  # G'_k for the N - 1 coarser scales: S / 2^k px for k = 1 .. N - 1
+            with torch.random.fork_rng(devices=[]):
+                residual = {
+                    str(image_size >> k): nn.Conv2d(widths[k - 1], channels, 1)
+                    for k in range(1, scales)
+                }
+                self.residual_heads = nn.ModuleDict(residual)
+                self.residual_heads.apply(init_weights)
         if channels_last:
             self.to(memory_format=torch.channels_last)
+
+    @property
+    def resolutions(self) -> list[int]:
+        """Output sizes :meth:`forward` accepts: ``[4, 8, ..., S]`` with heads, else ``[S]``."""
+        if self.to_rgb is None:
+            return [self.image_size]
+        return sorted([*(int(r) for r in self.to_rgb), self.image_size])
+
+    def _growth(self, resolution: int | None, alpha: float) -> tuple[int, bool]:
+        """``(k, fade)``: decode from the level that outputs ``S / 2^k`` px; fade in from ``k + 1``."""
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"fade-in alpha must be in [0, 1], got {alpha}")
+        r = self.image_size if resolution is None else resolution
+        if r == self.image_size and alpha == 1.0:
+            return 0, False
+        if self.to_rgb is None:
+            raise ValueError(
+                f"this decoder has no progressive heads (model.progressive_heads=false): it decodes "
+                f"only at its full resolution {self.image_size} with alpha 1, got resolution {r}, "
+                f"alpha {alpha}"
+            )
+        if r not in self.resolutions:
+            raise ValueError(
+                f"decoder resolution {r} not available; expected one of {self.resolutions}"
+            )
+        k = int(math.log2(self.image_size // r))
+        fade = alpha < 1.0
+        if fade and k == len(self.levels):
+            raise ValueError(f"cannot fade in {r} px: it is the decoder's coarsest resolution")
+        return k, fade
 
     def skip_terms(self, skips: Sequence[Tensor]) -> list[Tensor]:
         """The skip half of each level's first convolution.
@@ -259,29 +375,95 @@ class Decoder(nn.Module):
             terms.append(t.view(*lead, *t.shape[1:]))
         return terms
 
-    def forward(self, g: Tensor, terms: Sequence[Tensor]) -> Tensor:
+    def forward(
+        self,
+        g: Tensor,
+        terms: Sequence[Tensor],
+        resolution: int | None = None,
+        alpha: float = 1.0,
+    ) -> Tensor:
         """Decode embeddings.
 
         Args:
             g: ``(*lead, g_dim)`` embeddings.
             terms: :meth:`skip_terms` output; each ``(*lead_s, c_i, R_i, R_i)`` with ``lead_s``
                 broadcastable to ``lead`` (same number of dims).
+            resolution: output size ``r`` (one of :attr:`resolutions`); None: the full size ``S``.
+            alpha: PGGAN fade-in of ``r``: ``alpha * toRGB_r(f_r) + (1 - alpha) *
+                upsample_nearest(toRGB_{r/2}(f_{r/2}))``, where ``toRGB_S`` is the last level.
+                ``r < S`` or ``alpha < 1`` need ``progressive_heads``.
 
         Returns:
-            ``(*lead, C, S, S)`` frames in [0, 1].
+            ``(*lead, C, r, r)`` frames in [0, 1] (``r = S`` by default).
         """
+        if self.scales > 1:
+            if (resolution not in (None, self.image_size)) or alpha != 1.0:
+                raise ValueError("a multi-scale decoder decodes at full size only (no growing)")
+            return self.pyramid(g, terms)[-1]
+        stop, fade = self._growth(resolution, alpha)
         lead = g.shape[:-1]
         d = self.stem(g.reshape(-1, self.g_dim))  # (n, 8nf, 4, 4)
         if self.channels_last:
             d = d.contiguous(memory_format=torch.channels_last)
-        for i in reversed(range(len(self.levels))):
+        coarse = d
+        for i in reversed(range(stop, len(self.levels))):
             level = self.levels[i]
+            if fade and i == stop:
+                coarse = d  # features at r / 2 for the fading-out head
             if level.upsample:
                 d = F.interpolate(d, scale_factor=2.0, mode="nearest")
             pre = level.main(d)
             pre = pre.view(*lead, *pre.shape[1:]) + terms[i]  # broadcast the shared skip term
             d = level.post(pre.reshape(-1, *pre.shape[-3:]))
+        if stop > 0 or fade:
+            assert self.to_rgb is not None  # checked by _growth
+            r = self.image_size >> stop
+            if stop > 0:  # features (n, c, r, r) -> frame (n, C, r, r)
+                d = self.to_rgb[str(r)](d)
+            if fade:  # (n, c', r/2, r/2) -> (n, C, r/2, r/2) -> (n, C, r, r)
+                old = F.interpolate(
+                    self.to_rgb[str(r // 2)](coarse), scale_factor=2.0, mode="nearest"
+                )
+                d = fade_in(alpha, old, d)
         return d.view(*lead, *d.shape[1:])
+
+    def pyramid(self, g: Tensor, terms: Sequence[Tensor]) -> list[Tensor]:
+        """Every scale of a multi-scale decoder, coarse to fine.
+
+        Args:
+            g, terms: as for :meth:`forward`.
+
+        Returns:
+            ``[Y_1, ..., Y_N]``, ``Y_k`` of shape ``(*lead, C, S / 2^(N-k), S / 2^(N-k))`` in (0, 1)
+            with ``logit(Y_k) = u(logit(Y_{k-1})) + G'_k``; ``[forward(g, terms)]`` for ``N = 1``.
+        """
+        if self.scales == 1:
+            return [self(g, terms)]
+        assert self.residual_heads is not None
+        lead = g.shape[:-1]
+        d = self.stem(g.reshape(-1, self.g_dim))  # (n, 8nf, 4, 4)
+        if self.channels_last:
+            d = d.contiguous(memory_format=torch.channels_last)
+        z: Tensor | None = None  # logits of the current scale, (n, C, r, r)
+        out = []
+        for i in reversed(range(len(self.levels))):
+            level = self.levels[i]
+            if level.upsample:
+                d = F.interpolate(d, scale_factor=2.0, mode="nearest")
+            pre = level.main(d)
+            pre = pre.view(*lead, *pre.shape[1:]) + terms[i]
+            d = level.post(pre.reshape(-1, *pre.shape[-3:]))
+            if i >= self.scales:
+                continue  # below the coarsest scale
+            residual = d if i == 0 else self.residual_heads[str(self.image_size >> i)](d)
+            z = (
+                residual
+                if z is None
+                else F.interpolate(z, scale_factor=2.0, mode="nearest") + residual
+            )
+            y = torch.sigmoid(z)
+            out.append(y.view(*lead, *y.shape[1:]))
+        return out
 
     def decode(self, g: Tensor, skips: Sequence[Tensor]) -> Tensor:
         """``forward(g, skip_terms(skips))``: ``g (*lead, g_dim)``, skips ``(*lead, w_i, S_i, S_i)``."""

@@ -28,13 +28,13 @@ from typing import Any
 import torch
 
 from worldmodel.adversarial import AntiBlurConfig
-from worldmodel.checkpoint import cleanup_stale_tmp
+from worldmodel.checkpoint import cleanup_stale_tmp, write_text_atomic
 from worldmodel.data import EpisodeDataset, SequenceSampler
 from worldmodel.device import resolve_device
 from worldmodel.distributed import DistInfo, broadcast_object, init_from_env, shutdown
 from worldmodel.svg import ModelConfig, WorldModel
 from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer, TrainingDiverged, predict
-from worldmodel.training_setup import build_trainer
+from worldmodel.training_setup import build_trainer, resolve_model_config
 from worldmodel.viz import prediction_strip
 
 log = logging.getLogger("worldmodel.pretrain")
@@ -165,7 +165,8 @@ def _run(cfg: PretrainConfig, workdir, device: torch.device, info: DistInfo) -> 
         pin_memory=device.type == "cuda",
     )
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-    model = WorldModel(cfg.model, dataset.image_size, dataset.action_dim or 0).to(device)
+    model_cfg = resolve_model_config(cfg.model, cfg.loss)  # loss-driven decoder options
+    model = WorldModel(model_cfg, dataset.image_size, dataset.action_dim or 0).to(device)
     trainer = build_trainer(model, cfg.train, cfg.objective, cfg.loss, device)
 
     start_step = 0
@@ -181,7 +182,8 @@ def _run(cfg: PretrainConfig, workdir, device: torch.device, info: DistInfo) -> 
     writer = None
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        cleanup_stale_tmp(ckpt_path.parent) if ckpt_path.parent.exists() else None
+        for directory in (out, ckpt_path.parent):  # leftovers of a killed run's atomic writes
+            cleanup_stale_tmp(directory)
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / "tb"))
@@ -209,7 +211,9 @@ def _run(cfg: PretrainConfig, workdir, device: torch.device, info: DistInfo) -> 
     if info.is_main and cfg.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.steps, initial=start_step, desc="pretrain", unit="step", file=sys.stdout)
+        bar = tqdm(
+            total=cfg.steps, initial=start_step, desc="pretrain", unit="step", file=sys.stdout
+        )
     t0, frames, last_logs = time.perf_counter(), 0, {}
     step = start_step
     try:
@@ -260,7 +264,7 @@ def _run(cfg: PretrainConfig, workdir, device: torch.device, info: DistInfo) -> 
     }
     if writer is not None:
         writer.close()
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -278,8 +282,11 @@ def main() -> None:  # pragma: no cover - thin hydra wrapper, tested through run
     from omegaconf.errors import MissingMandatoryValue
 
     from worldmodel.checkpoint import CheckpointError
+    from worldmodel.cli import preflight
 
     register_configs()
+    # a bad override or value: one line and exit 1, before hydra creates the run directory
+    preflight("pretrain", PretrainConfig, sys.argv, check=PretrainConfig.validate)
 
     @hydra.main(version_base="1.3", config_path="../configs", config_name="pretrain")
     def _main(dict_cfg) -> None:
@@ -288,7 +295,7 @@ def main() -> None:  # pragma: no cover - thin hydra wrapper, tested through run
             run(cfg, HydraConfig.get().runtime.output_dir)
         except (
             ValueError,
-            FileNotFoundError,
+            OSError,  # FileNotFoundError, an unwritable output directory, a full disk
             CheckpointError,
             TrainingDiverged,
             MissingMandatoryValue,

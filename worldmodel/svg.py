@@ -46,6 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from worldmodel.nets import ENCODERS, Decoder, Encoder, count_params
+from worldmodel.pggan import resize_to
 
 __all__ = [
     "VARIANTS",
@@ -88,6 +89,14 @@ class ModelConfig:
     action_embed: int = 0  # 0: feed raw actions; > 0: a Linear+LeakyReLU embedding of this size
     posterior_action: bool = False  # also condition the posterior on a_{t-1}
     channels_last: bool = True  # channels-last convs (faster with oneDNN on CPU and on GPUs)
+    # Progressive-GAN options of the decoder (see worldmodel.nets.Decoder). Training entry points
+    # switch them on from the loss config (worldmodel.training_setup.resolve_model_config).
+    pixel_norm: bool = False  # pixelwise feature normalisation after each decoder conv block
+    progressive_heads: bool = False  # toRGB heads per resolution: the decoder can grow (fade-in)
+    # Mathieu et al.'s coarse-to-fine decoder: N scales (S/2^(N-1) .. S), each a residual on the
+    # upsampled coarser one; 1 = single scale. The anti-blur GDL and adversarial terms then act at
+    # every scale. Not with progressive_heads.
+    decoder_scales: int = 1
 
     @property
     def units(self) -> int:
@@ -120,10 +129,20 @@ class ModelConfig:
                 raise ValueError(f"model.{name}={value!r}; expected a number > 0")
         positive = ("rnn_units", "nf", "g_dim", "z_dim", "reward_hidden")
         positive += ("predictor_layers", "prior_layers", "posterior_layers")
+        positive += ("decoder_scales",)
         for name in (*positive, "action_embed"):
             value, low = getattr(self, name), 0 if name == "action_embed" else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"model.{name}={value!r}; expected an integer >= {low}")
+        for name in ("pixel_norm", "progressive_heads"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"model.{name}={getattr(self, name)!r}; expected true or false")
+        if self.decoder_scales > 1 and self.progressive_heads:
+            raise ValueError(
+                f"model.decoder_scales={self.decoder_scales} (multi-scale decoder) does not combine "
+                "with progressive growing of the decoder; set loss.progressive.enabled=false (and "
+                "model.progressive_heads=false) or model.decoder_scales=1"
+            )
         return self
 
 
@@ -210,14 +229,18 @@ class ModelOutput:
 
     Attributes:
         obs: ``(B, L, C, H, W)`` the input frames as floats in [0, 1].
-        frames: ``(B, L-1, C, H, W)`` predictions of frames ``1..L-1`` (teacher forcing with
-            posterior ``z``; skips from frame ``min(t-1, n_past-1)`` as in SVG).
+        frames: ``(B, L-1, C, r, r)`` predictions of frames ``1..L-1`` (teacher forcing with
+            posterior ``z``; skips from frame ``min(t-1, n_past-1)`` as in SVG). ``r = H`` except
+            while the decoder grows progressively (``forward(resolution=r, alpha=...)``).
         embedding: ``(B, L-1, g_dim)`` predicted embeddings ``g_t``.
         target_embedding: ``(B, L-1, g_dim)`` encoder embeddings ``E(x_t)``, detached.
         posterior_mu, posterior_logvar, prior_mu, prior_logvar: ``(B, L-1, z_dim)``; None for "lstm".
         reward: ``(B, L-1)`` predicted rewards, None when no reward target was given.
         reward_target: ``(B, L-1)`` or None.
         n_past: number of context frames.
+        alpha: the decoder's fade-in of resolution ``r`` (1: no fade).
+        pyramid: a multi-scale decoder's predictions at every scale, coarse to fine, each
+            ``(B, L-1, C, r_k, r_k)`` (the last is ``frames``); None for a single-scale decoder.
     """
 
     obs: Tensor
@@ -231,11 +254,19 @@ class ModelOutput:
     reward: Tensor | None
     reward_target: Tensor | None
     n_past: int
+    alpha: float = 1.0
+    pyramid: tuple[Tensor, ...] | None = None
+
+    @property
+    def resolution(self) -> int:
+        """``r``, the size of the predicted frames."""
+        return int(self.frames.shape[-1])
 
     @property
     def target(self) -> Tensor:
-        """``(B, L-1, C, H, W)`` the true frames ``1..L-1``."""
-        return self.obs[:, 1:]
+        """``(B, L-1, C, r, r)`` the true frames ``1..L-1`` at the predictions' resolution
+        (average-pooled while the decoder grows; ``obs[:, 1:]`` itself at full resolution)."""
+        return resize_to(self.obs[:, 1:], self.resolution)
 
     @property
     def context(self) -> Tensor:
@@ -350,7 +381,12 @@ class WorldModel(nn.Module):
             channels_last=cfg.channels_last,
         )
         self.encoder = Encoder(**conv)
-        self.decoder = Decoder(**conv)
+        self.decoder = Decoder(
+            **conv,
+            pixel_norm=cfg.pixel_norm,
+            progressive_heads=cfg.progressive_heads,
+            scales=cfg.decoder_scales,
+        )
 
         if action_dim > 0 and cfg.action_embed > 0:
             self.action_net: nn.Module | None = nn.Sequential(
@@ -495,6 +531,9 @@ class WorldModel(nn.Module):
         reward: Tensor | None = None,
         n_past: int = 2,
         generator: torch.Generator | None = None,
+        *,
+        resolution: int | None = None,
+        alpha: float = 1.0,
     ) -> ModelOutput:
         """Teacher-forced pass over a batch of sequences (the training forward).
 
@@ -509,6 +548,10 @@ class WorldModel(nn.Module):
             reward: ``(B, L-1)`` or None (then no reward is predicted).
             n_past: context frames, ``1 <= n_past <= L-1``.
             generator: for the posterior samples.
+            resolution, alpha: progressive growing of the decoder (needs
+                ``cfg.progressive_heads`` unless ``resolution`` is None/``S`` and ``alpha`` 1):
+                predict frames at ``resolution`` px with resolution ``r`` faded in by ``alpha``
+                (see :meth:`worldmodel.nets.Decoder.forward`); the default is the full-size path.
         """
         x = _as_float(obs)
         self._check_frames(x)
@@ -535,7 +578,14 @@ class WorldModel(nn.Module):
         # skip terms of the n_past context frames, then frame t uses context frame min(t-1, n_past-1)
         terms = self.decoder.skip_terms([s[:, :n_past] for s in skips])  # (B, n_past, ...)
         terms = [self._spread(t, length - 1) for t in terms]  # (B, L-1 or 1, ...)
-        frames = self.decoder(g, terms)  # (B, L-1, C, S, S)
+        pyramid = None
+        if self.cfg.decoder_scales > 1:  # coarse to fine, each (B, L-1, C, r_k, r_k)
+            if resolution not in (None, self.image_size) or alpha != 1.0:
+                raise ValueError("a multi-scale decoder does not grow progressively")
+            pyramid = tuple(self.decoder.pyramid(g, terms))
+            frames = pyramid[-1]
+        else:
+            frames = self.decoder(g, terms, resolution, alpha)  # (B, L-1, C, r, r)
 
         predicted_reward = None
         if reward is not None and self.reward_head is not None:
@@ -552,6 +602,8 @@ class WorldModel(nn.Module):
             reward=predicted_reward,
             reward_target=reward,
             n_past=n_past,
+            alpha=float(alpha),
+            pyramid=pyramid,
         )
 
     # -- inference -----------------------------------------------------------------------------

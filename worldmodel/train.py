@@ -17,6 +17,11 @@ plus any ``extra_terms`` given to the :class:`Trainer` (GDL, adversarial, featur
 ``(weight, fn(ModelOutput) -> scalar)``). Terms with weight 0 are not computed. A discriminator
 (any object with ``update(real, fake, context) -> dict`` and ``state_dict``/``load_state_dict``) is
 updated after each successful generator step on the detached predictions.
+
+Progressive growing: given a :class:`~worldmodel.pggan.ProgressiveSchedule`, each step predicts
+frames at the schedule's ``(resolution, alpha)`` for the current ``global_step`` (the decoder fades
+the resolution in; ``ModelOutput.target`` is then average-pooled to it, so every term compares at
+that resolution). After the schedule's last phase the step is exactly the normal full-size one.
 """
 
 from __future__ import annotations
@@ -33,9 +38,15 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from worldmodel.checkpoint import check_config_compatible, load_checkpoint, save_checkpoint
+from worldmodel.checkpoint import (
+    check_config_compatible,
+    load_checkpoint,
+    load_optimizer_state,
+    save_checkpoint,
+)
 from worldmodel.device import PRECISIONS, autocast, autocast_dtype
 from worldmodel.losses import apply_free_nats, kl_normal, reconstruction_loss
+from worldmodel.pggan import ProgressiveSchedule
 from worldmodel.svg import ModelConfig, ModelOutput, WorldModel
 
 __all__ = [
@@ -81,8 +92,8 @@ class TrainConfig:
     seed: int = 0  # seeds the posterior-sample generator (offset by the rank under DDP)
 
     def validate(self) -> TrainConfig:
-        if not self.lr > 0:
-            raise ValueError(f"train.lr={self.lr!r}; expected a number > 0")
+        if not 0 < self.lr <= 1:  # NaN and inf too (Adam's step overflows float32 beyond ~1e38)
+            raise ValueError(f"train.lr={self.lr!r}; expected a number in (0, 1] (e.g. 1e-3)")
         for name in ("adam_beta1", "adam_beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"train.{name}={getattr(self, name)!r}; expected 0 <= value < 1")
@@ -159,9 +170,15 @@ def objective_terms(out: ModelOutput, cfg: ObjectiveConfig) -> dict[str, Tensor]
 
 
 class DiscriminatorHook(Protocol):
-    """What the trainer needs from a discriminator (its generator-side loss is an extra term)."""
+    """What the trainer needs from a discriminator (its generator-side loss is an extra term).
 
-    def update(self, real: Tensor, fake: Tensor, context: Tensor) -> dict[str, float]: ...
+    ``update`` gets the real frames ``(B, L-1, C, S, S)``, the predictions (``(B, L-1, C, r, r)``,
+    or a multi-scale decoder's predictions at every scale, coarse to fine) and the context.
+    """
+
+    def update(
+        self, real: Tensor, fake: Tensor | list[Tensor], context: Tensor
+    ) -> dict[str, float]: ...
 
     def state_dict(self) -> dict[str, Any]: ...
 
@@ -185,6 +202,10 @@ class Trainer:
         device: where the batches go.
         extra_terms: more generator loss terms, name -> ``(weight, fn(out) -> scalar)``.
         discriminator: updated after each successful generator step (see :class:`DiscriminatorHook`).
+        progressive: the progressive-growing schedule of the decoder (the model needs
+            ``cfg.progressive_heads``), read at ``global_step``; pass the discriminator's own
+            schedule so both grow together (one discriminator update per optimiser step keeps
+            their step counters equal). None: always the full resolution.
 
     Attributes:
         global_step: optimiser steps taken (skipped steps do not count).
@@ -200,6 +221,7 @@ class Trainer:
         device: torch.device | str,
         extra_terms: Mapping[str, tuple[float, LossTerm]] | None = None,
         discriminator: DiscriminatorHook | None = None,
+        progressive: ProgressiveSchedule | None = None,
     ) -> None:
         self.train_cfg = train_cfg.validate()
         self.objective_cfg = objective_cfg.validate()
@@ -218,6 +240,12 @@ class Trainer:
             model = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
         self.module = model  # what forward goes through (maybe DDP)
         self.model = _unwrap(model)  # the WorldModel itself
+        if progressive is not None and not self.model.cfg.progressive_heads:
+            raise ValueError(
+                "a progressive schedule needs a model with progressive heads "
+                "(model.progressive_heads=true)"
+            )
+        self.progressive = progressive
         self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         self.optimizer = torch.optim.Adam(
             self.model.parameters(),
@@ -233,6 +261,13 @@ class Trainer:
         self.total_nonfinite = 0
 
     # -- the step --------------------------------------------------------------------------------
+
+    @property
+    def resolution_alpha(self) -> tuple[int, float]:
+        """``(resolution, alpha)`` the next :meth:`step` trains at (full size, 1 without growing)."""
+        if self.progressive is None:
+            return self.model.image_size, 1.0
+        return self.progressive.at(self.global_step)
 
     def loss_terms(self, out: ModelOutput) -> dict[str, tuple[float, Tensor]]:
         """All generator terms with a non-zero weight: name -> (weight, unweighted scalar)."""
@@ -252,7 +287,8 @@ class Trainer:
             Logs: ``loss`` (weighted total), ``loss/<term>`` (unweighted terms), ``kl`` (raw KL per
             step, stochastic models), ``grad_norm`` (before clipping), ``lr``, ``nonfinite`` (1 if
             this step was skipped), ``nonfinite_steps`` (consecutive), ``step``; ``disc/<key>``
-            from the discriminator.
+            from the discriminator; with progressive growing ``progressive/resolution`` and
+            ``progressive/alpha`` of this step.
 
         Raises:
             TrainingDiverged: after ``max_nonfinite`` consecutive non-finite steps.
@@ -262,6 +298,10 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         # BatchNorm statistics change in the forward pass: keep a copy to undo a skipped step
         buffers = [b.detach().clone() for b in self.model.buffers()]
+        grow: dict[str, Any] = {}
+        if self.progressive is not None:
+            res, alpha = self.progressive.at(self.global_step)
+            grow = {"resolution": res, "alpha": alpha}
         with autocast(self.device, self.amp_dtype):
             out: ModelOutput = self.module(
                 batch.obs,
@@ -269,6 +309,7 @@ class Trainer:
                 batch.reward,
                 n_past=self.train_cfg.n_past,
                 generator=self.generator,
+                **grow,
             )
         terms = self.loss_terms(out)
         loss = sum(w * v for w, v in terms.values())
@@ -293,14 +334,22 @@ class Trainer:
             zip(names, torch.stack([v.detach().float() for v in values]).tolist(), strict=True)
         )
         logs["lr"] = self.optimizer.param_groups[0]["lr"]
+        if grow:
+            logs["progressive/resolution"] = float(grow["resolution"])
+            logs["progressive/alpha"] = float(grow["alpha"])
 
         if bool(finite):
             self.optimizer.step()
             self.global_step += 1
             self.nonfinite_steps = 0
             if self.discriminator is not None:
+                # real frames at full size: the discriminator brings them to its resolution;
+                # a multi-scale decoder's predictions go to the discriminator's scales
+                fake: Tensor | list[Tensor] = out.frames.detach().float()
+                if out.pyramid is not None:
+                    fake = [p.detach().float() for p in out.pyramid]
                 disc_logs = self.discriminator.update(
-                    out.target.detach(), out.frames.detach().float(), out.context.detach()
+                    out.obs[:, 1:].detach(), fake, out.context.detach()
                 )
                 logs.update({f"disc/{k}": float(v) for k, v in disc_logs.items()})
         else:
@@ -341,7 +390,7 @@ class Trainer:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])  # lr etc. from this run's config
         self.global_step = int(state["global_step"])
         self.nonfinite_steps = int(state["nonfinite_steps"])
         self.total_nonfinite = int(state["total_nonfinite"])
@@ -390,9 +439,16 @@ class Trainer:
             f"config.{f.name}" for f in dataclasses.fields(ModelConfig) if f.name != "channels_last"
         ]
         keys += ["image_size", "action_dim", "channels"]
-        check_config_compatible(payload["model"], current, keys, source=path)
+        check_config_compatible(_with_config_defaults(payload["model"]), current, keys, source=path)
         self.load_state_dict(payload["state"])
         return payload["extra"]
+
+
+def _with_config_defaults(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored model spec with ``ModelConfig`` fields it predates filled in with their defaults
+    (a checkpoint written before a field existed was made with the field's default behaviour)."""
+    defaults = asdict(ModelConfig())
+    return {**spec, "config": {**defaults, **spec["config"]}}
 
 
 def model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> WorldModel:
