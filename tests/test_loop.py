@@ -412,3 +412,15 @@ def test_planning_precision_auto_follows_native_bf16(monkeypatch, precision, nat
     assert agent.precision == expected
     agent.reset(np.zeros((32, 32, 3), np.uint8))
     assert agent.act().shape == (2,)
+
+
+@pytest.mark.parametrize("env", ["pendulum", "walker", "gym:MountainCarContinuous-v0"])
+def test_loop_runs_on_gymnasium_and_dm_control_envs(tiny, tmp_path, env):
+    """The same loop on a Gymnasium preset, a dm_control preset and any Gymnasium id."""
+    summary = loop.run(tiny(f"env={env}" if ":" not in env else f"env.name={env}"), tmp_path)
+    assert summary["episodes"] == 4 and summary["env_steps"] > 0
+    files = sorted((tmp_path / "episodes").glob("episode-*.npz"))
+    assert len(files) == 4
+    episode = load_episode(files[-1])
+    assert episode.obs.shape[1:] == (32, 32, 3) and episode.action.shape[1] >= 1
+    assert np.isfinite(summary["last_eval_return"])
