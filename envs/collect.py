@@ -18,6 +18,7 @@ episodes together; explicit resets leave nothing to special-case.
 from __future__ import annotations
 
 import functools
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from envs.cli import run_entry_point
+from envs.cli import preflight, run_entry_point
 from envs.config import MISSING, CollectConfig
 from envs.episodes import EpisodeRecorder, next_episode_index
 from envs.registry import make_env_from_config, resolve_name
@@ -175,4 +176,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    preflight("collect", CollectConfig, sys.argv)  # a bad command line: one line, before hydra runs
     main()

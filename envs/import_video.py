@@ -23,7 +23,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from envs.cli import run_entry_point
+from envs.cli import preflight, run_entry_point
 from envs.config import MISSING, ImportVideoConfig
 from envs.episodes import next_episode_index, save_episode
 from envs.image import center_crop, resize, to_rgb
@@ -190,4 +190,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    preflight(
+        "import_video", ImportVideoConfig, sys.argv
+    )  # a bad command line: one line, before hydra runs
     main()

@@ -183,3 +183,24 @@ def test_pretrain_cli_missing_data_directory_is_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: ") and "none" in lines[0], proc.stderr
     assert "envs.collect" in lines[0]  # what to do
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "tb").exists()
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "expected"),
+    [
+        ("envs.collect", ["env=stub", "foo=1"], ["unknown option 'foo'", "episodes, out"]),
+        ("envs.collect", ["env=nope"], ["env=nope", "available: cartpole, cheetah"]),
+        ("envs.collect", ["env=stub", "env.size=abc"], ["env.size=abc", "Integer"]),
+        ("envs.collect", ["env=stub", "env.nosuch=1"], ["'env.nosuch'", "name, size"]),
+        ("envs.import_video", ["src=x", "bogus=2"], ["unknown option 'bogus'", "src, out"]),
+    ],
+)
+def test_envs_clis_refuse_a_bad_command_line_in_one_line(tmp_path, module, args, expected):
+    out = tmp_path / "episodes"
+    proc = cli(module, *args, f"out={out}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 1
+    lines = error_lines(proc)
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for part in expected:
+        assert part in lines[0], (part, lines[0])
+    assert not out.exists() and not (tmp_path / "run").exists()
