@@ -41,10 +41,12 @@ class PlannerConfig:
         discount: per-step discount of the predicted rewards (``reward`` only).
         precision: ``fp32`` (default), ``bf16`` (autocast of the imagined rollouts) or ``auto``
             (bf16 where the device runs it natively: CPUs with AMX / AVX512-BF16, CUDA GPUs with
-            bf16; fp32 elsewhere). bench/bench_planner.py measures what bf16 buys in speed; it
-            is not the default because the loop's key stub test (tests/test_loop.py, seed 0)
-            fell from passing to 23.1 < 23.8 with bf16 planning: rewards of close candidates
-            are ranked on ~3 significant digits.
+            bf16; fp32 elsewhere). bf16 pays with the default M = K = 1 model (2x at the cpu
+            profile's population, 1.5x at PlaNet's; bench/bench_planner.py) but not with the cpu
+            profile's M = K = 0.5 model (50 vs 51 ms per action), hence fp32 by default; use
+            ``auto`` with larger models. Planning quality: on the loop's key stub test
+            (tests/test_loop.py LEARN) bf16 scored 23.1 / 40.3 / 38.7 / 41.0 against fp32's
+            >= 23.8 / 24.4 / 27.4 / 33.0 for seeds 0-3, so it is not worse.
         distance: ``l2`` (mean squared pixel difference) or ``feature`` (DeePSiM comparator
             features, see ``comparator``); ``goal`` only.
         which_frames: ``last`` (the final predicted frame is compared with the goal) or ``all``.
