@@ -41,26 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from bench.compare_losses import ensure_episodes  # noqa: E402
 from worldmodel.comparator import build_comparator  # noqa: E402
 from worldmodel.data import load_episode  # noqa: E402
-
-
-def record(directory: Path, episodes: int, seed: int) -> Path:
-    from envs.collect import run as collect
-    from envs.config import CollectConfig, EnvConfig
-
-    collect(
-        CollectConfig(
-            env=EnvConfig(name="cheetah"),
-            episodes=episodes,
-            out=str(directory),
-            seed=seed,
-            num_envs=1,
-            vectorization="sync",
-            progress=False,
-        )
-    )
-    return directory
 
 
 def frame_pairs(directory: Path, n: int, gap: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,10 +104,8 @@ def main() -> None:
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_comparators_"))
     train_dir, test_dir = work / "train", work / "test"
-    if not train_dir.exists():
-        record(train_dir, args.episodes, seed=0)
-    if not test_dir.exists():
-        record(test_dir, args.test_episodes, seed=10_000)
+    ensure_episodes(train_dir, args.episodes, seed=0, env="cheetah", size=64)
+    ensure_episodes(test_dir, args.test_episodes, seed=10_000, env="cheetah", size=64)
     encoder_path = work / "videonet.pt"
     t0 = time.perf_counter()
     if not encoder_path.exists():
