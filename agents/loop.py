@@ -34,7 +34,8 @@ Episodes: training episode ``k`` is reset with :func:`episode_seed` ``(seed, 0, 
 evaluation replays the same ``eval_episodes`` start states (less noisy curves). Episodes end on
 termination (Gymnasium tasks) or truncation (time limits); an episode cut short by an unstable
 simulation (the envs' ``PhysicsError``, reported as truncation with ``info["physics_error"]``) is
-kept, logged and counted (``physics_errors``), and the run goes on.
+kept (with ``"physics_error": true`` in its meta), logged and counted (``physics_errors``), and the
+run goes on.
 
 :func:`evaluate_checkpoint` (``mode=eval``) loads a checkpoint and reports the mean / std return
 over a number of noise-free episodes.
@@ -61,8 +62,9 @@ from agents.cem import CEM, Objective
 from agents.config import CEMPlannerConfig, PlannerConfig
 from agents.goals import goal_image
 from agents.objectives import goal_image_objective, latent_reward_objective
-from envs.episodes import EPISODE_RE, episode_paths, next_episode_index, save_episode
+from envs.episodes import EpisodeRecorder
 from envs.registry import make_env_from_config
+from episode_format import Episode, episode_index, episode_paths, next_episode_index
 from worldmodel.checkpoint import cleanup_stale_tmp, load_checkpoint, write_text_atomic
 from worldmodel.data import ReplayBuffer, SequenceSampler, load_episode
 from worldmodel.device import autocast_dtype, resolve_device, seed_everything
@@ -72,7 +74,6 @@ from worldmodel.training_setup import build_trainer, resolve_model_config
 from worldmodel.viz import prediction_strip
 
 __all__ = [
-    "Episode",
     "FlatFeatures",
     "LoopState",
     "MPCAgent",
@@ -270,45 +271,6 @@ class MPCAgent:
 # episodes
 
 
-@dataclass
-class Episode:
-    """One finished episode in memory (the arrays of the episode file format).
-
-    Attributes:
-        obs: uint8 ``(T+1, H, W, 3)``; action: float32 ``(T, A)``; reward: float32 ``(T,)``.
-        terminated: the episode ended in a terminal state (else it was truncated).
-        physics_error: it ended because the simulation became unstable.
-        act_seconds: time spent choosing actions (planning), over ``T`` actions.
-    """
-
-    obs: np.ndarray
-    action: np.ndarray
-    reward: np.ndarray
-    terminated: bool
-    physics_error: bool
-    act_seconds: float
-
-    @property
-    def length(self) -> int:
-        return len(self.action)
-
-    @property
-    def total_reward(self) -> float:
-        return float(self.reward.sum())
-
-    def flags(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(terminated, truncated)``, bool ``(T,)``: only the last step ends the episode."""
-        last = np.arange(self.length) == self.length - 1
-        return last & self.terminated, last & (not self.terminated)
-
-    def save(self, directory: Path, index: int, meta: dict[str, Any]) -> Path:
-        """Write it as ``episode-{index:06d}-{T}.npz`` (atomic)."""
-        terminated, truncated = self.flags()
-        return save_episode(
-            directory, index, self.obs, self.action, self.reward, terminated, truncated, meta
-        )
-
-
 def run_episode(
     env: Any,
     policy: Policy,
@@ -317,24 +279,30 @@ def run_episode(
     generator: torch.Generator | None = None,
     goal_fn: Callable[[Any], np.ndarray] | None = None,
     on_step: Callable[[], None] | None = None,
-) -> Episode:
-    """Play one episode.
+    meta: dict[str, Any] | None = None,
+) -> tuple[Episode, float]:
+    """Play one episode, recorded by :class:`envs.episodes.EpisodeRecorder`.
 
     Args:
         env: a pixel environment (:func:`envs.make_env`), reset here with ``seed``.
         policy: chooses the actions.
-        seed: the reset seed.
+        seed: the reset seed (recorded in the episode's meta).
         noise: std of Gaussian noise added to every action (then clipped to [-1, 1]).
         generator: CPU generator of the noise.
         goal_fn: ``fn(env) -> goal image`` called after the reset (goal-image planning).
         on_step: called after every environment step (e.g. to advance a progress bar).
+        meta: the episode's meta data (what :meth:`Episode.save` needs: env, action_repeat, ...).
+
+    Returns:
+        ``(episode, act_seconds)``: the :class:`episode_format.Episode` (``meta["physics_error"]``
+        is true if an unstable simulation ended it) and the time spent choosing its actions.
     """
+    recorder = EpisodeRecorder(**(meta or {}))
     obs, _ = env.reset(seed=seed)
+    recorder.reset(obs, seed=seed)
     policy.reset(obs, goal_fn(env) if goal_fn is not None else None)
-    frames, actions, rewards = [obs], [], []
-    terminated = truncated = physics_error = False
     act_seconds = 0.0
-    while not (terminated or truncated):
+    while not recorder.done:
         start = time.perf_counter()
         action = np.asarray(policy.act(), dtype=np.float32)
         act_seconds += time.perf_counter() - start
@@ -342,26 +310,16 @@ def run_episode(
             action = action + noise * torch.randn(action.shape, generator=generator).numpy()
             action = np.clip(action, -1.0, 1.0).astype(np.float32)
         obs, reward, terminated, truncated, info = env.step(action)
-        frames.append(obs)
-        actions.append(action)
-        rewards.append(reward)
+        recorder.step(action, reward, terminated, truncated, obs, info)
         if on_step is not None:
             on_step()
         if info.get("physics_error"):
-            physics_error = True
             log.warning(
-                "the simulation became unstable after %d steps: episode ended", len(actions)
+                "the simulation became unstable after %d steps: episode ended", len(recorder)
             )
-        if not (terminated or truncated):
+        if not recorder.done:
             policy.observe(action, obs)
-    return Episode(
-        obs=np.stack(frames),
-        action=np.stack(actions).astype(np.float32),
-        reward=np.asarray(rewards, dtype=np.float32),
-        terminated=bool(terminated),
-        physics_error=physics_error,
-        act_seconds=act_seconds,
-    )
+    return recorder.episode(), act_seconds
 
 
 def episode_seed(seed: int, kind: int, index: int) -> int:
@@ -526,14 +484,13 @@ class _Run:
     def _adopt_unrecorded_episodes(self, paths: list[Path]) -> None:
         """Count the episode files written after the last checkpoint (they are complete)."""
         for path in paths[self.state.episodes :]:
-            index = int(EPISODE_RE.match(path.name).group(1))
-            if index != self.state.episodes:
+            if episode_index(path) != self.state.episodes:
                 raise ValueError(
                     f"episode file {path.name} breaks the numbering of {self.episodes_dir} "
                     f"(expected index {self.state.episodes}); remove it or start a new run"
                 )
             episode = load_episode(path)
-            self._count_episode(episode.num_steps, float(episode.reward.sum()))
+            self._count_episode(episode.num_steps, episode.total_reward)
             log.info("resume: kept %s, written after the last checkpoint", path.name)
 
     def _count_episode(self, length: int, total_reward: float) -> None:
@@ -589,38 +546,36 @@ class _Run:
             )
         return {k: v / max(1, self.cfg.train_steps) for k, v in sums.items()}
 
-    def collect(self, planned: bool) -> Episode:
+    def collect(self, planned: bool) -> tuple[Episode, float | None]:
+        """One training episode, saved and added to the replay buffer; returns it and its
+        planning time (None for a random seed episode)."""
         cfg, s = self.cfg, self.state
         policy: Policy = self.agent if planned else self.random_policy
-        reset_seed = episode_seed(cfg.seed, 0, s.episodes)
-        episode = run_episode(
+        episode, act_seconds = run_episode(
             self.env,
             policy,
-            seed=reset_seed,
+            seed=episode_seed(cfg.seed, 0, s.episodes),
             noise=cfg.exploration_noise if planned else 0.0,
             generator=self.noise_generator,
             goal_fn=self.goal_fn if planned else None,
             on_step=self.on_env_step,
+            meta=self._meta(policy="cem" if planned else "random"),
         )
-        meta = self._meta(policy="cem" if planned else "random", seed=reset_seed)
-        episode.save(self.episodes_dir, s.episodes, meta)
+        episode.save(self.episodes_dir, s.episodes)
         assert self.replay is not None
-        self.replay.add_episode(
-            episode.obs, episode.action, episode.reward, *episode.flags(), meta=meta
-        )
+        self.replay.add(episode)
         if planned:
-            s.plan_seconds += episode.act_seconds
-            s.planned_actions += episode.length
-        s.physics_errors += episode.physics_error
-        self._count_episode(episode.length, episode.total_reward)
-        return episode
+            s.plan_seconds += act_seconds
+            s.planned_actions += episode.num_steps
+        s.physics_errors += bool(episode.meta.get("physics_error"))
+        self._count_episode(episode.num_steps, episode.total_reward)
+        return episode, act_seconds if planned else None
 
-    def _meta(self, policy: str, seed: int) -> dict[str, Any]:
+    def _meta(self, policy: str) -> dict[str, Any]:
         return {
             "env": self.cfg.env.name,
             "action_repeat": self.action_repeat,
             "size": self.cfg.env.size,
-            "seed": seed,
             "source": "env",
             "policy": policy,
         }
@@ -638,14 +593,18 @@ class _Run:
         for i in range(cfg.eval_episodes):
             reset_seed = episode_seed(cfg.seed, 1, i)
             tick = self._ticker(f"evaluating {i + 1}/{cfg.eval_episodes}")
-            episode = run_episode(
-                self.env, self.agent, seed=reset_seed, goal_fn=self.goal_fn, on_step=tick
+            episode, act_seconds = run_episode(
+                self.env,
+                self.agent,
+                seed=reset_seed,
+                goal_fn=self.goal_fn,
+                on_step=tick,
+                meta=self._meta(policy="cem-eval"),
             )
-            index = next_episode_index(self.eval_dir)
-            episode.save(self.eval_dir, index, self._meta(policy="cem-eval", seed=reset_seed))
-            s.plan_seconds += episode.act_seconds
-            s.planned_actions += episode.length
-            s.physics_errors += episode.physics_error
+            episode.save(self.eval_dir, next_episode_index(self.eval_dir))
+            s.plan_seconds += act_seconds
+            s.planned_actions += episode.num_steps
+            s.physics_errors += bool(episode.meta.get("physics_error"))
             episodes.append(episode)
         returns = [e.total_reward for e in episodes]
         s.evaluations += 1
@@ -657,18 +616,18 @@ class _Run:
 
     # -- logging ------------------------------------------------------------------------------
 
-    def log_episode(self, episode: Episode, planned: bool, train_logs: dict[str, float]) -> None:
+    def log_episode(
+        self, episode: Episode, plan_seconds: float | None, train_logs: dict[str, float]
+    ) -> None:
         w, s = self.writer, self.state
         step = s.env_steps
         w.add_scalar("return/train", episode.total_reward, step)
-        w.add_scalar("episode/length", episode.length, step)
+        w.add_scalar("episode/length", episode.num_steps, step)
         w.add_scalar("progress/episodes", s.episodes, step)
         w.add_scalar("progress/gradient_steps", self.trainer.global_step, step)
         w.add_scalar("progress/physics_errors", s.physics_errors, step)
-        if planned and episode.length:
-            w.add_scalar(
-                "planning/ms_per_action", 1000 * episode.act_seconds / episode.length, step
-            )
+        if plan_seconds is not None:
+            w.add_scalar("planning/ms_per_action", 1000 * plan_seconds / episode.num_steps, step)
         for key, value in train_logs.items():
             if key != "step":
                 w.add_scalar(f"world_model/{key}", value, step)
@@ -695,10 +654,10 @@ class _Run:
         """Open-loop latent predictions (what the planner imagines) under the episode's actions,
         from the middle of the episode: rows truth, sample 1, sample 2."""
         n_past = self.cfg.train.n_past
-        n_future = min(self.cfg.planner.cem.horizon, episode.length + 1 - n_past)
+        n_future = min(self.cfg.planner.cem.horizon, episode.num_frames - n_past)
         if n_future < 1:
             return None
-        start = (episode.length + 1 - n_past - n_future) // 2
+        start = (episode.num_frames - n_past - n_future) // 2
         span = slice(start, start + n_past + n_future)
         obs = torch.from_numpy(episode.obs[span]).permute(0, 3, 1, 2)[None].to(self.device)
         action = torch.from_numpy(episode.action[start : start + n_past - 1 + n_future])[None]
@@ -775,8 +734,8 @@ class _Run:
                 self.stage("training")
                 train_logs = self.train_model()
             self.stage("acting" if planned else "seeding")
-            episode = self.collect(planned)
-            self.log_episode(episode, planned, train_logs)
+            episode, plan_seconds = self.collect(planned)
+            self.log_episode(episode, plan_seconds, train_logs)
             self.save_checkpoint()
             self.update_bar(episode)
 
@@ -923,10 +882,12 @@ def evaluate_checkpoint(cfg: CEMPlannerConfig, workdir: Path | None = None) -> d
 
             episodes = tqdm(episodes, desc="eval", unit="episode", file=sys.stderr)
         for i in episodes:
-            episode = run_episode(env, agent, seed=episode_seed(cfg.seed, 2, i), goal_fn=goal_fn)
+            episode, act_seconds = run_episode(
+                env, agent, seed=episode_seed(cfg.seed, 2, i), goal_fn=goal_fn
+            )
             returns.append(episode.total_reward)
-            plan_seconds += episode.act_seconds
-            actions += episode.length
+            plan_seconds += act_seconds
+            actions += episode.num_steps
     finally:
         env.close()
     summary = {

@@ -137,12 +137,18 @@ def run(cfg: CollectConfig) -> dict[str, Any]:
             for i, slot in enumerate(slots):
                 if slot is not None:
                     actions[i] = slot.rng.uniform(-1.0, 1.0, action_dim)
-            obs, reward, terminated, truncated, _ = vec.step(actions)
+            obs, reward, terminated, truncated, infos = vec.step(actions)
             done = terminated | truncated
+            # vector infos: an array of values and a "_<key>" mask per key
+            no_error = np.zeros(num_envs, dtype=bool)
+            physics_error = infos.get("physics_error", no_error) & infos.get(
+                "_physics_error", no_error
+            )
             for i, slot in enumerate(slots):
                 if slot is None:
                     continue
-                slot.recorder.step(actions[i], reward[i], terminated[i], truncated[i], obs[i])
+                info = {"physics_error": bool(physics_error[i])}
+                slot.recorder.step(actions[i], reward[i], terminated[i], truncated[i], obs[i], info)
                 steps += 1
                 if done[i]:
                     paths.append(slot.recorder.save(out, slot.index))

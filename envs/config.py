@@ -15,7 +15,7 @@ MISSING = "???"
 
 @dataclass
 class EnvConfig:
-    """Which environment to make and how (``None`` = the task default from envs/registry.py).
+    """Which environment to make and how (``None`` = the task default from envs/defaults.py).
 
     Attributes:
         name: preset (cheetah, walker, cartpole, reacher, finger, cup, pendulum, halfcheetah,

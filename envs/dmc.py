@@ -15,7 +15,7 @@ from envs.base import (
     configure_mujoco_rendering,
     register_renderer_cleanup,
 )
-from envs.registry import dmc_defaults
+from envs.defaults import dmc_defaults
 
 
 class _DropHarmlessCompilerWarnings(logging.Filter):
@@ -55,7 +55,7 @@ class DMCPixelEnv(PixelEnv):
     Args:
         domain, task: a dm_control suite task, e.g. ``"cheetah", "run"``.
         size: frame height and width.
-        action_repeat: ``None`` = the domain default (``envs.registry.DMC_DEFAULTS``).
+        action_repeat: ``None`` = the domain default (``envs.defaults.DMC_DEFAULTS``).
         camera: camera id; ``None`` = the domain default.
         seed: seed of the first reset when it is given none.
         fast_render: cheaper offscreen settings (:func:`envs.base.configure_mujoco_rendering`).

@@ -18,8 +18,8 @@ from envs.base import (
     configure_mujoco_rendering,
     register_renderer_cleanup,
 )
+from envs.defaults import gym_defaults
 from envs.image import resize, to_rgb
-from envs.registry import gym_defaults
 
 
 def _env_class(env_id: str) -> Any:

@@ -1,26 +1,60 @@
-"""Environment names, per-task defaults (the single source of them) and the ``make_env`` factory.
+"""Environment names, the families of environments they name, and the ``make_env`` factory.
 
 Names:
 
 - a preset from :data:`PRESETS` (``cheetah``, ``walker``, ..., ``stub``),
 - ``dmc:<domain>-<task>``: any dm_control suite task, e.g. ``dmc:hopper-hop``,
-- ``gym:<id>``: any Gymnasium id with ``rgb_array`` rendering, e.g. ``gym:Hopper-v5``.
+- ``gym:<id>``: any Gymnasium id with ``rgb_array`` rendering, e.g. ``gym:Hopper-v5``,
+- ``stub``: the stub environment.
 
-A preset is only a short name for a ``dmc:`` / ``gym:`` target: its defaults (action repeat,
-camera) are those of the target, looked up in :data:`DMC_DEFAULTS` / :data:`GYM_DEFAULTS`, so
-``make_env("cheetah")`` and ``make_env("dmc:cheetah-run")`` are the same environment.
+A preset is only a short name for a target: its defaults (action repeat, camera) are those of the
+target, defined once in :mod:`envs.defaults` (:data:`DMC_DEFAULTS` / :data:`GYM_DEFAULTS`, re-exported
+here), so ``make_env("cheetah")`` and ``make_env("dmc:cheetah-run")`` are the same environment.
+Each family of targets (:data:`FAMILIES`) names its environment class and how the rest of a name
+becomes the class's arguments; the classes take the shared options (``size``, ``action_repeat``,
+``seed``, ``fast_render``, ``max_episode_steps``, ...) as keyword arguments and check their own
+values, so nothing here is specific to one family.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from envs.defaults import (
+    DMC_DEFAULTS,
+    DMC_FALLBACK,
+    GYM_DEFAULTS,
+    GYM_FALLBACK,
+    TaskDefaults,
+    dmc_defaults,
+    gym_defaults,
+)
 
 if TYPE_CHECKING:
     import gymnasium as gym
 
     from envs.config import EnvConfig
+
+__all__ = [
+    "DMC_DEFAULTS",
+    "DMC_FALLBACK",
+    "FAMILIES",
+    "GYM_DEFAULTS",
+    "GYM_FALLBACK",
+    "PRESETS",
+    "EnvFamily",
+    "TaskDefaults",
+    "dmc_defaults",
+    "gym_defaults",
+    "make_env",
+    "make_env_from_config",
+    "resolve_name",
+    "unknown_env_message",
+]
 
 #: Preset name -> target name.
 PRESETS: dict[str, str] = {
@@ -37,52 +71,49 @@ PRESETS: dict[str, str] = {
 
 
 @dataclass(frozen=True)
-class TaskDefaults:
-    """Defaults of one task; every field can be overridden per environment.
+class EnvFamily:
+    """A family of targets: ``<family>:<rest>``, or the bare family name when ``args`` takes none.
 
     Attributes:
-        action_repeat: simulator steps per agent step (rewards summed).
-        camera: camera id to render from; ``None`` keeps the environment's own default view.
+        entry_point: ``"module:Class"`` of the environment class (imported when an environment
+            of the family is made, so dm_control loads only for dm_control tasks).
+        args: the class's positional arguments from the rest of the name (``None`` for a bare
+            name); raises ValueError when the rest is malformed.
     """
 
-    action_repeat: int
-    camera: int | None = None
+    entry_point: str
+    args: Callable[[str | None], tuple[str, ...]]
+
+    def env_class(self) -> type:
+        module, _, name = self.entry_point.partition(":")
+        return getattr(importlib.import_module(module), name)
 
 
-#: dm_control defaults by domain. Action repeats are PlaNet's (Hafner et al. 2019, table of
-#: hyper-parameters); the quadruped is filmed by its camera 2 as in Dreamer.
-DMC_DEFAULTS: dict[str, TaskDefaults] = {
-    "cheetah": TaskDefaults(action_repeat=4, camera=0),
-    "cartpole": TaskDefaults(action_repeat=8, camera=0),
-    "walker": TaskDefaults(action_repeat=2, camera=0),
-    "reacher": TaskDefaults(action_repeat=4, camera=0),
-    "finger": TaskDefaults(action_repeat=2, camera=0),
-    "ball_in_cup": TaskDefaults(action_repeat=4, camera=0),
-    "quadruped": TaskDefaults(action_repeat=2, camera=2),
+def _dmc_args(rest: str | None) -> tuple[str, ...]:
+    domain, dash, task = (rest or "").partition("-")
+    if not (domain and dash and task):
+        raise ValueError("expected dmc:<domain>-<task>")
+    return domain, task
+
+
+def _gym_args(rest: str | None) -> tuple[str, ...]:
+    if not rest:
+        raise ValueError("expected gym:<id>")
+    return (rest,)
+
+
+def _no_args(rest: str | None) -> tuple[str, ...]:
+    if rest is not None:
+        raise ValueError("the name takes no ':' part")
+    return ()
+
+
+#: Family name -> its environment class and name syntax.
+FAMILIES: dict[str, EnvFamily] = {
+    "dmc": EnvFamily("envs.dmc:DMCPixelEnv", _dmc_args),
+    "gym": EnvFamily("envs.gym_pixels:GymPixelEnv", _gym_args),
+    "stub": EnvFamily("envs.stub:StubPixelEnv", _no_args),
 }
-#: Any other dm_control domain: Dreamer's action repeat of 2, camera 0.
-DMC_FALLBACK = TaskDefaults(action_repeat=2, camera=0)
-
-#: Gymnasium defaults by id. Pendulum-v1 runs at 20 Hz for 200 steps: a repeat of 2 gives
-#: 100-step episodes. HalfCheetah-v5 already skips 5 MuJoCo frames (20 Hz, close to the
-#: 25 Hz of dm_control's cheetah with repeat 4), and its default free camera does not follow the
-#: robot: camera 0 is the model's "track" camera, as in dm_control.
-GYM_DEFAULTS: dict[str, TaskDefaults] = {
-    "Pendulum-v1": TaskDefaults(action_repeat=2),
-    "HalfCheetah-v5": TaskDefaults(action_repeat=1, camera=0),
-}
-#: Any other Gymnasium id: no action repeat, the environment's own camera.
-GYM_FALLBACK = TaskDefaults(action_repeat=1)
-
-
-def dmc_defaults(domain: str) -> TaskDefaults:
-    """Defaults for a dm_control domain."""
-    return DMC_DEFAULTS.get(domain, DMC_FALLBACK)
-
-
-def gym_defaults(env_id: str) -> TaskDefaults:
-    """Defaults for a Gymnasium id."""
-    return GYM_DEFAULTS.get(env_id, GYM_FALLBACK)
 
 
 def unknown_env_message(name: str) -> str:
@@ -94,18 +125,24 @@ def unknown_env_message(name: str) -> str:
     )
 
 
+def _parse(name: str) -> tuple[EnvFamily, tuple[str, ...]]:
+    """The family of a name (a preset or a target) and its class's positional arguments."""
+    target = PRESETS.get(name, name)
+    family, colon, rest = target.partition(":")
+    try:
+        return FAMILIES[family], FAMILIES[family].args(rest if colon else None)
+    except (KeyError, ValueError):
+        raise ValueError(unknown_env_message(name)) from None
+
+
 def resolve_name(name: str) -> str:
     """The target of a preset or a ``dmc:`` / ``gym:`` name (checks the syntax only).
 
     Raises:
         ValueError: for an unknown preset or a malformed name.
     """
-    target = PRESETS.get(name, name)
-    kind, _, rest = target.partition(":")
-    domain, dash, task = rest.partition("-")
-    if target == "stub" or (kind == "dmc" and domain and dash and task) or (kind == "gym" and rest):
-        return target
-    raise ValueError(unknown_env_message(name))
+    _parse(name)
+    return PRESETS.get(name, name)
 
 
 def make_env(
@@ -121,7 +158,7 @@ def make_env(
     Every environment observes uint8 ``(size, size, 3)`` frames and acts in ``Box(-1, 1, (A,))``.
 
     Args:
-        name: preset, ``dmc:<domain>-<task>`` or ``gym:<id>``.
+        name: preset, ``dmc:<domain>-<task>``, ``gym:<id>`` or ``stub``.
         size: frame height and width in pixels.
         action_repeat: simulator steps per agent step; ``None`` = the task default.
         seed: seed of the first ``reset()`` when it is called without one (``reset(seed=...)``
@@ -135,29 +172,16 @@ def make_env(
     Raises:
         ValueError: unknown name, unknown option or bad value (one line saying what to do).
     """
-    target = resolve_name(name)
-    kind, _, rest = target.partition(":")
-    if target == "stub":
-        from envs.stub import StubPixelEnv
-
-        if action_repeat not in (None, 1):
-            raise ValueError(
-                f"the stub env has no action repeat, got action_repeat={action_repeat}"
-            )
-        if "max_episode_steps" in options:  # the shared option name -> the stub's own
-            if "max_steps" in options:
-                raise ValueError("give the stub max_steps or max_episode_steps, not both")
-            options["max_steps"] = options.pop("max_episode_steps")
-        return _construct(StubPixelEnv, name, size=size, seed=seed, **options)
-    common = dict(size=size, action_repeat=action_repeat, seed=seed, **options)
-    if kind == "dmc":
-        from envs.dmc import DMCPixelEnv
-
-        domain, _, task = rest.partition("-")
-        return _construct(DMCPixelEnv, name, domain, task, **common)
-    from envs.gym_pixels import GymPixelEnv
-
-    return _construct(GymPixelEnv, name, rest, **common)
+    family, args = _parse(name)
+    return _construct(
+        family.env_class(),
+        name,
+        *args,
+        size=size,
+        action_repeat=action_repeat,
+        seed=seed,
+        **options,
+    )
 
 
 def _construct(cls: type, name: str, *args: Any, **kwargs: Any) -> gym.Env:

@@ -7,7 +7,8 @@ A point moves in ``[-1, 1]^2`` toward a goal:
   sitting on the goal scores 1 per step;
 - goal fixed at (0.5, 0.5) (``random_goal=True``: uniform in ``[-0.8, 0.8]^2`` at each reset);
   start uniform in ``[-1, 1]^2`` (seeded); episodes are truncated after ``max_steps`` (50)
-  steps and never terminate (``make_env("stub", max_episode_steps=n)`` sets it too).
+  steps and never terminate (``max_episode_steps``, the name every environment shares, sets it
+  too).
 
 Frames (uint8 ``(size, size, 3)``): dark background, the goal as a green square, the point as a
 smaller red square drawn on top; x grows to the right, y upward. With ``encode_step=True`` the
@@ -41,7 +42,11 @@ class StubPixelEnv(gym.Env[np.ndarray, np.ndarray]):
 
     Args:
         size: frame height and width.
-        max_steps: episode length (truncation); also readable as ``max_episode_steps``.
+        max_steps: episode length (truncation, 50 by default); also readable as
+            ``max_episode_steps``.
+        max_episode_steps: the same, under the name every environment shares (give one of the
+            two).
+        action_repeat: accepted for a uniform interface: the stub has none (``None`` or 1).
         step_size: largest move per step along each coordinate.
         radius: distance to the goal at which the reward reaches 0.
         goal: the fixed goal ``(x, y)``.
@@ -61,7 +66,9 @@ class StubPixelEnv(gym.Env[np.ndarray, np.ndarray]):
         self,
         *,
         size: int = 64,
-        max_steps: int = 50,
+        max_steps: int | None = None,
+        max_episode_steps: int | None = None,
+        action_repeat: int | None = None,
         step_size: float = STEP_SIZE,
         radius: float = RADIUS,
         goal: tuple[float, float] = (0.5, 0.5),
@@ -73,6 +80,13 @@ class StubPixelEnv(gym.Env[np.ndarray, np.ndarray]):
     ) -> None:
         if not isinstance(size, int) or size < 8:
             raise ValueError(f"stub: size must be an integer >= 8, got {size!r}")
+        if action_repeat not in (None, 1):
+            raise ValueError(
+                f"the stub env has no action repeat, got action_repeat={action_repeat}"
+            )
+        if max_steps is not None and max_episode_steps is not None:
+            raise ValueError("give the stub max_steps or max_episode_steps, not both")
+        max_steps = next((n for n in (max_steps, max_episode_steps) if n is not None), 50)
         if max_steps < 1:
             raise ValueError(f"stub: max_steps must be >= 1, got {max_steps}")
         if render_mode not in (None, "rgb_array"):

@@ -1,4 +1,5 @@
-"""Shared test set-up. Headless rendering must be chosen before dm_control / PyOpenGL load."""
+"""Shared test set-up: headless rendering (chosen before dm_control / PyOpenGL load), the real
+hydra configs, one-thread runs and the small model configs the tests build."""
 
 from __future__ import annotations
 
@@ -12,11 +13,16 @@ from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
+#: The smallest world model the tests build (shapes, plumbing, checkpoints, planning calls).
+TOY_MODEL = dict(rnn_units=16, nf=4, g_dim=8, z_dim=2, reward_hidden=8)
 
-@pytest.fixture
+
+@pytest.fixture(scope="session")
 def compose() -> Iterator[Callable[..., object]]:
     """``compose(config_name, overrides)``: the real hydra config of an entry point.
 
@@ -33,3 +39,36 @@ def compose() -> Iterator[Callable[..., object]]:
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run the test on one intra-op thread: tiny models gain nothing from more, and on a loaded
+    2-core machine OpenMP's waiting threads make their many small ops up to ~10x slower.
+
+    A module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def model_config() -> Callable[..., object]:
+    """``model_config(preset="toy", **overrides)``: a validated ``worldmodel.svg.ModelConfig``.
+
+    ``"toy"`` is :data:`TOY_MODEL`; any other name is a preset of ``configs/model/`` read from its
+    YAML, e.g. ``"tiny"`` (``model=tiny`` of the entry points, ~0.1M parameters at 64 px) for tests
+    that train a model and look at what it learned.
+    """
+    from worldmodel.svg import ModelConfig
+
+    def make(preset: str = "toy", **overrides: object) -> ModelConfig:
+        if preset == "toy":
+            values = dict(TOY_MODEL)
+        else:
+            values = yaml.safe_load((CONFIG_DIR / "model" / f"{preset}.yaml").read_text()) or {}
+        return ModelConfig(**{**values, **overrides}).validate()
+
+    return make

@@ -8,7 +8,11 @@ import math
 import pytest
 import torch
 
-from worldmodel.adversarial import AdversarialTrainer, AntiBlurConfig, generator_terms
+from worldmodel.adversarial import (
+    AntiBlurConfig,
+    AntiBlurObjective,
+    conditional_pairs,
+)
 from worldmodel.comparator import (
     AlexNetFeatures,
     ComparatorConfig,
@@ -16,12 +20,11 @@ from worldmodel.comparator import (
     VideoEncoder,
     VideoEncoderConfig,
     build_comparator,
-    build_comparator_from_config,
     pairs_from_clips,
     train_video_encoder,
 )
 from worldmodel.discriminator import DiscriminatorConfig, MultiScaleDiscriminator
-from worldmodel.losses import info_nce
+from worldmodel.losses import gdl, info_nce
 
 # torchvision.models.alexnet().features: conv layers at indices 0, 3, 6, 8, 10
 TORCHVISION_FEATURE_KEYS = [
@@ -138,7 +141,9 @@ def test_discriminator_comparator_does_not_train_the_discriminator():
         build_comparator("discriminator")
 
 
-def test_generator_terms_with_all_losses():
+def test_antiblur_objective_with_all_losses():
+    from tests.test_losses import model_output
+
     cfg = AntiBlurConfig(
         gdl_weight=1.0,
         adv_weight=0.05,
@@ -146,15 +151,30 @@ def test_generator_terms_with_all_losses():
         discriminator=DiscriminatorConfig(width=8, max_width=16, hidden=16),
         comparator=ComparatorConfig(kind="discriminator"),
     )
-    adv = AdversarialTrainer(cfg, image_size=32)
-    comp = build_comparator_from_config(cfg.comparator, adv)
-    pred = torch.rand(4, 3, 32, 32, requires_grad=True)
-    target, ctx = torch.rand(4, 3, 32, 32), torch.rand(4, 2, 3, 32, 32)
-    terms = generator_terms(cfg, pred, target, context=ctx, adversarial=adv, comparator=comp)
+    torch.manual_seed(0)
+    objective = AntiBlurObjective(cfg, image_size=32)
+    adv = objective.adversarial
+    obs = torch.rand(4, 4, 3, 32, 32)
+    frames = torch.rand(4, 3, 3, 32, 32, requires_grad=True)
+    out = model_output(obs, frames)
+    terms = objective.terms(out)
     assert set(terms) == {"gdl", "adv", "feat"}
-    sum(cfg.weights()[k] * v for k, v in terms.items()).backward()
-    assert pred.grad.abs().sum() > 0
+    # every term is the paper's per-frame quantity over the pixels per frame; the adversarial and
+    # the (discriminator) feature terms judge each predicted frame t >= 2 with the 2 frames before it
+    per_pixel = 1 / (3 * 32 * 32)
+    real, fake, ctx = conditional_pairs(obs, frames, 2)
+    torch.testing.assert_close(terms["gdl"], per_pixel * gdl(frames, obs[:, 1:], reduction="batch"))
+    torch.testing.assert_close(terms["adv"], per_pixel * adv.g_loss(fake, ctx)[0])
+    torch.testing.assert_close(terms["feat"], per_pixel * adv.as_comparator().loss(fake, real, ctx))
+    sum(objective.weights()[k] * v for k, v in terms.items()).backward()
+    assert frames.grad.abs().sum() > 0
     assert all(p.grad is None for p in adv.discriminator.parameters())
+    before = [p.detach().clone() for p in adv.discriminator.parameters()]
+    logs = objective.update(out)  # one discriminator step on the same pairs
+    assert {"d/loss", "d/loss_s1", "d/acc_real"} <= set(logs) and logs["d/paused"] == 0.0
+    after = list(adv.discriminator.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
+    assert set(objective.state_dict()) >= {"discriminator", "optimizer", "paused"}
 
 
 def _toy_clips(n_clips: int = 16, length: int = 6, size: int = 32, seed: int = 0) -> torch.Tensor:

@@ -207,7 +207,7 @@ def test_d_step_learns_a_separable_toy(form):
         last = logs
     assert last["d/loss"] < 0.7 * first["d/loss"] if first["d/loss"] > 0 else last["d/loss"] < 0
     assert last["d/acc_real"] + last["d/acc_fake"] >= 1.75
-    assert last["d/paused"] == 0.0 and adv.step == 30
+    assert last["d/paused"] == 0.0
     if form == "wgan-gp":
         assert "d/gp" in last
 
@@ -262,7 +262,7 @@ def test_trainer_state_dict_round_trip(tmp_path):
     torch.save(adv.state_dict(), tmp_path / "adv.pt")
     other = _trainer()
     other.load_state_dict(torch.load(tmp_path / "adv.pt", weights_only=True))
-    assert (other.step, other.paused_steps, other.pause_events) == (2, 5, 2)
+    assert (other.paused_steps, other.pause_events) == (5, 2)
     for a, b in zip(adv.discriminator.parameters(), other.discriminator.parameters(), strict=True):
         assert torch.equal(a, b)
     sa, sb = adv.optimizer.state_dict()["state"], other.optimizer.state_dict()["state"]
@@ -287,10 +287,11 @@ def test_trainer_progressive_growing_and_autocast():
         torch.rand(4, 2, 3, 32, 32),
     )
     seen = []
-    for _ in range(11):
+    for step in range(11):  # the caller's step picks the point of the schedule
+        point = adv.schedule.at(step)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            logs = adv.d_step(real, fake, ctx)
-            loss, _ = adv.g_loss(fake, ctx)
+            logs = adv.d_step(real, fake, ctx, point=point)
+            loss, _ = adv.g_loss(fake, ctx, point=point)
         assert math.isfinite(logs["d/loss"]) and loss.dtype == torch.float32
         seen.append((logs["d/resolution"], logs["d/alpha"]))
     assert seen[0] == (8.0, 1.0) and seen[2] == (16.0, 0.0) and seen[3] == (16.0, 0.5)

@@ -332,7 +332,7 @@ def test_every_preset_has_a_config(compose):
     for name in PRESETS:
         cfg = compose("collect", [f"env={name}", "out=x"])
         assert cfg.env.name == name
-        assert cfg.env.action_repeat is None  # the task default, defined in envs/registry.py
+        assert cfg.env.action_repeat is None  # the task default, defined in envs/defaults.py
 
 
 def test_envs_package_exports():

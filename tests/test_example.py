@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worldmodel.svg import ModelConfig, WorldModel
+from worldmodel.svg import WorldModel
 from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "own_planner.py"
@@ -21,8 +21,8 @@ def _load_example():
     return module
 
 
-def test_own_planner_example(tmp_path, capsys):
-    model = WorldModel(ModelConfig(rnn_units=16, nf=4, g_dim=8, z_dim=2, reward_hidden=8), 32, 2)
+def test_own_planner_example(tmp_path, capsys, model_config):
+    model = WorldModel(model_config(), 32, 2)
     ckpt = Trainer(model, TrainConfig(), ObjectiveConfig(), "cpu").save(tmp_path / "tiny.pt")
 
     example = _load_example()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from worldmodel.adversarial import AntiBlurConfig, context_windows, generator_terms
+from worldmodel.adversarial import AntiBlurConfig, AntiBlurObjective, context_windows
 from worldmodel.losses import (
     discriminator_loss,
     feature_loss,
@@ -20,6 +20,7 @@ from worldmodel.losses import (
     multiscale,
     reconstruction_loss,
 )
+from worldmodel.svg import ModelOutput
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "loss"
 
@@ -208,14 +209,34 @@ def test_config_validation():
         AntiBlurConfig(progressive=ProgressiveConfig(enabled=True, start_resolution=8))
 
 
-def test_generator_terms_only_enabled_and_differentiable():
+def model_output(obs: torch.Tensor, frames: torch.Tensor, n_past: int = 2) -> ModelOutput:
+    """A training forward pass's output holding only frames: ``obs (B, L, C, H, W)`` and the
+    predictions ``frames (B, L-1, C, r, r)`` of frames ``1..L-1``."""
+    b, length = obs.shape[:2]
+    emb = torch.zeros(b, length - 1, 1)
+    return ModelOutput(obs, frames, emb, emb, None, None, None, None, None, None, n_past)
+
+
+def test_antiblur_terms_are_enabled_differentiable_and_per_pixel():
     cfg = AntiBlurConfig(gdl_weight=1.0)
-    pred = torch.rand(2, 3, 3, 8, 8, requires_grad=True)
-    target = torch.rand(2, 3, 3, 8, 8)
-    terms = generator_terms(cfg, pred, target)
+    objective = AntiBlurObjective(cfg, image_size=8)
+    assert objective.adversarial is None and objective.comparator is None
+    obs = torch.rand(2, 4, 3, 8, 8)
+    frames = torch.rand(2, 3, 3, 8, 8, requires_grad=True)
+    out = model_output(obs, frames)
+    terms = objective.terms(out)
     assert set(terms) == {"gdl"}
-    loss = reconstruction_loss(pred, target) + sum(cfg.weights()[k] * v for k, v in terms.items())
+    # the paper's per-frame sum divided by the pixels per frame: the reconstruction term's scale
+    expected = gdl(frames, obs[:, 1:], 1.0, reduction="batch") / (3 * 8 * 8)
+    torch.testing.assert_close(terms["gdl"], expected)
+    weights = objective.weights()
+    loss = reconstruction_loss(frames, obs[:, 1:], reduction="mean") + sum(
+        weights[k] * v for k, v in terms.items()
+    )
     loss.backward()
-    assert pred.grad is not None and pred.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="AdversarialTrainer"):
-        generator_terms(AntiBlurConfig(adv_weight=0.1), pred, target)
+    assert frames.grad is not None and frames.grad.abs().sum() > 0
+    assert objective.update(out) == {} and objective.state_dict() == {}  # nothing to train
+    # the exponent reaches the loss
+    alpha2 = AntiBlurObjective(AntiBlurConfig(gdl_weight=1.0, gdl_alpha=2.0), 8).terms(out)
+    expected2 = gdl(frames, obs[:, 1:], 2.0, reduction="batch") / (3 * 8 * 8)
+    torch.testing.assert_close(alpha2["gdl"], expected2)

@@ -8,14 +8,7 @@ from torch import nn
 
 from worldmodel.nets import Decoder, Encoder, count_params, level_widths, num_levels
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny convs are dominated by OpenMP synchronisation on a shared 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("kind", ["dcgan", "vgg"])

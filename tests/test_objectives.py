@@ -292,10 +292,10 @@ def test_model_without_reward_head_is_reported():
 
 
 # ---------------------------------------------------------------------------------- real model
-def test_objectives_run_on_the_project_world_model():
+def test_objectives_run_on_the_project_world_model(model_config):
     svg = pytest.importorskip("worldmodel.svg")
     torch.manual_seed(0)
-    model = svg.WorldModel(svg.ModelConfig(M=0.125, K=0.125), image_size=64, action_dim=A).eval()
+    model = svg.WorldModel(model_config(), image_size=64, action_dim=A).eval()
     obs = torch.randint(0, 256, (1, 2, 3, 64, 64), dtype=torch.uint8)
     with torch.no_grad():
         state = model.observe(obs, torch.zeros(1, 1, A))

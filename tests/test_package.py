@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _imported_after(module: str) -> set[str]:
@@ -22,3 +26,26 @@ def test_worldmodel_does_not_import_frameworks():
 def test_envs_does_not_import_worldmodel_or_agents():
     mods = _imported_after("envs")
     assert "worldmodel" not in mods and "agents" not in mods
+
+
+def test_episode_format_is_a_leaf():
+    """The episode format is shared by envs and worldmodel: it imports neither, nor torch."""
+    mods = _imported_after("episode_format")
+    for banned in ("torch", "gymnasium", "dm_control", "hydra", "envs", "worldmodel", "agents"):
+        assert banned not in mods, f"importing episode_format pulled in {banned}"
+
+
+def _envs_imports(module: str) -> set[str]:
+    """The ``envs`` modules that ``envs/<module>.py`` imports (read from its source)."""
+    tree = ast.parse((ROOT / "envs" / f"{module}.py").read_text())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    return {name for name in names if name == "envs" or name.startswith("envs.")}
+
+
+def test_env_classes_take_their_defaults_from_a_leaf_module():
+    """No import cycle: the registry imports the environment classes, which read their defaults
+    from envs/defaults.py, which imports no envs module."""
+    assert _envs_imports("defaults") == set()
+    for module in ("dmc", "gym_pixels", "stub"):
+        assert "envs.registry" not in _envs_imports(module), module

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from worldmodel.svg import ModelConfig, WorldModel
+from worldmodel.svg import WorldModel
 from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -23,12 +23,12 @@ def readme_example() -> str:
     return block.group(1)
 
 
-def test_readme_planner_example_runs(tmp_path, capsys):
+def test_readme_planner_example_runs(tmp_path, capsys, model_config):
     code = readme_example()
     assert CKPT in code
     # a tiny cheetah-shaped model: 64 px frames, 6-D actions
     torch.manual_seed(0)
-    model = WorldModel(ModelConfig(rnn_units=16, nf=4, g_dim=8, z_dim=2, reward_hidden=8), 64, 6)
+    model = WorldModel(model_config(), 64, 6)
     ckpt = Trainer(model, TrainConfig(), ObjectiveConfig(), "cpu").save(tmp_path / "last.pt")
 
     namespace: dict[str, object] = {}

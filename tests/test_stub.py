@@ -40,6 +40,17 @@ def test_preset_spaces_and_frames():
 def test_no_action_repeat():
     with pytest.raises(ValueError, match="no action repeat"):
         make_env("stub", action_repeat=2)
+    assert make_env("stub", action_repeat=1).action_repeat == 1
+
+
+def test_the_stub_is_a_registry_family_like_the_others():
+    from envs.registry import FAMILIES, resolve_name
+
+    assert FAMILIES["stub"].env_class() is StubPixelEnv
+    assert resolve_name("stub") == "stub"
+    for bad in ("stub:x", "stub:"):
+        with pytest.raises(ValueError, match="unknown environment"):
+            resolve_name(bad)
 
 
 def test_seeded_reset_is_reproducible():

@@ -13,24 +13,7 @@ from worldmodel.svg import ModelConfig, ModelState, WorldModel
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model"
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models are dominated by OpenMP synchronisation on a shared 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def preset(name: str, **overrides) -> ModelConfig:
-    """A configs/model/<name>.yaml preset as a ModelConfig (the YAML only holds overrides)."""
-    values = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text()) or {}
-    return ModelConfig(**{**values, **overrides}).validate()
-
-
-def tiny(**overrides) -> ModelConfig:
-    return preset("tiny", **overrides)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_batch(b=2, length=5, size=64, action_dim=2, seed=0):
@@ -41,14 +24,14 @@ def make_batch(b=2, length=5, size=64, action_dim=2, seed=0):
     return obs, action, reward
 
 
-def test_presets_only_override_and_validate():
+def test_presets_only_override_and_validate(model_config):
     for name in ("svg", "lstm", "cnn", "tiny"):
         values = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
         fields = {f.name for f in dataclasses.fields(ModelConfig)}
         assert set(values) <= fields, f"{name}.yaml has unknown keys {set(values) - fields}"
-        preset(name)
-    assert preset("svg") == ModelConfig()
-    assert preset("lstm").variant == "lstm" and preset("cnn").variant == "cnn"
+        model_config(name)
+    assert model_config("svg") == ModelConfig()
+    assert model_config("lstm").variant == "lstm" and model_config("cnn").variant == "cnn"
 
 
 @pytest.mark.parametrize(
@@ -71,9 +54,11 @@ def test_validate_names_the_field(field, value, match):
 @pytest.mark.parametrize("variant", ["svg", "lstm", "cnn"])
 @pytest.mark.parametrize("encoder", ["dcgan", "vgg"])
 @pytest.mark.parametrize("size", [64, 128])
-def test_shapes_every_variant(variant, encoder, size):
+def test_shapes_every_variant(variant, encoder, size, model_config):
     torch.manual_seed(0)
-    model = WorldModel(tiny(variant=variant, encoder=encoder, K=0.5), size, action_dim=2)
+    model = WorldModel(
+        model_config("tiny", variant=variant, encoder=encoder, K=0.5), size, action_dim=2
+    )
     obs, action, reward = make_batch(size=size)
     out = model(obs, action, reward, n_past=2)
     g = model.g_dim
@@ -97,8 +82,8 @@ def test_shapes_every_variant(variant, encoder, size):
 
 @pytest.mark.parametrize("M", [1, 2])
 @pytest.mark.parametrize("K", [0.25, 0.5, 1])
-def test_capacity_multipliers(M, K):
-    cfg = tiny(M=M, K=K)
+def test_capacity_multipliers(M, K, model_config):
+    cfg = model_config("tiny", M=M, K=K)
     model = WorldModel(cfg, 64, action_dim=3)
     assert model.predictor.lstm.hidden_size == round(M * cfg.rnn_units)
     assert model.encoder.widths[0] == round(K * cfg.nf)
@@ -121,9 +106,11 @@ def test_parameter_count_grows_with_M_and_K():
 
 
 @pytest.mark.parametrize("variant", ["svg", "lstm", "cnn"])
-def test_every_parameter_gets_a_finite_gradient(variant):
+def test_every_parameter_gets_a_finite_gradient(variant, model_config):
     torch.manual_seed(0)
-    model = WorldModel(tiny(variant=variant, action_embed=4, posterior_action=True), 64, 2)
+    model = WorldModel(
+        model_config("tiny", variant=variant, action_embed=4, posterior_action=True), 64, 2
+    )
     obs, action, reward = make_batch()
     out = model(obs, action, reward, n_past=2)
     loss = (out.frames - out.target).pow(2).mean() + out.reward.pow(2).mean()
@@ -138,8 +125,8 @@ def test_every_parameter_gets_a_finite_gradient(variant):
     assert model.encoder.levels[0][0].weight.grad.abs().sum() > 0
 
 
-def test_target_embedding_is_detached_and_encoder_is_trained_through_inputs():
-    model = WorldModel(tiny(variant="lstm"), 64, 2)
+def test_target_embedding_is_detached_and_encoder_is_trained_through_inputs(model_config):
+    model = WorldModel(model_config("tiny", variant="lstm"), 64, 2)
     obs, action, reward = make_batch()
     out = model(obs, action, reward)
     assert not out.target_embedding.requires_grad
@@ -147,8 +134,8 @@ def test_target_embedding_is_detached_and_encoder_is_trained_through_inputs():
     assert model.encoder.head[1].weight.grad.abs().sum() > 0
 
 
-def test_forward_rejects_bad_inputs():
-    model = WorldModel(tiny(), 64, 2)
+def test_forward_rejects_bad_inputs(model_config):
+    model = WorldModel(model_config("tiny"), 64, 2)
     obs, action, reward = make_batch()
     with pytest.raises(ValueError, match="n_past"):
         model(obs, action, reward, n_past=5)
@@ -158,9 +145,9 @@ def test_forward_rejects_bad_inputs():
         model(obs[:, :, :, :32, :32], action, reward)
 
 
-def test_imagine_broadcasts_a_batch_one_state():
+def test_imagine_broadcasts_a_batch_one_state(model_config):
     torch.manual_seed(0)
-    model = WorldModel(tiny(), 64, 2).eval()
+    model = WorldModel(model_config("tiny"), 64, 2).eval()
     obs, action, _ = make_batch(b=1)
     actions = torch.rand(5, 4, 2) * 2 - 1
     with torch.no_grad():
@@ -181,9 +168,9 @@ def test_imagine_broadcasts_a_batch_one_state():
     torch.testing.assert_close(same.reward[0], same.reward[1])
 
 
-def test_imagine_is_deterministic_given_a_generator():
+def test_imagine_is_deterministic_given_a_generator(model_config):
     torch.manual_seed(0)
-    model = WorldModel(tiny(), 64, 2).eval()
+    model = WorldModel(model_config("tiny"), 64, 2).eval()
     obs, action, _ = make_batch(b=1)
     actions = torch.rand(3, 5, 2)
     with torch.no_grad():
@@ -196,9 +183,9 @@ def test_imagine_is_deterministic_given_a_generator():
 
 
 @pytest.mark.parametrize("variant", ["svg", "lstm", "cnn"])
-def test_decoding_does_not_change_the_latent_rollout(variant):
+def test_decoding_does_not_change_the_latent_rollout(variant, model_config):
     torch.manual_seed(0)
-    model = WorldModel(tiny(variant=variant), 64, 2).eval()
+    model = WorldModel(model_config("tiny", variant=variant), 64, 2).eval()
     obs, action, _ = make_batch(b=1)
     actions = torch.rand(4, 3, 2)
     calls = []
@@ -219,9 +206,9 @@ def test_decoding_does_not_change_the_latent_rollout(variant):
 
 
 @pytest.mark.parametrize("variant", ["svg", "lstm", "cnn"])
-def test_observe_continuation_matches_one_call(variant):
+def test_observe_continuation_matches_one_call(variant, model_config):
     torch.manual_seed(0)
-    model = WorldModel(tiny(variant=variant), 64, 2).eval()
+    model = WorldModel(model_config("tiny", variant=variant), 64, 2).eval()
     obs, action, _ = make_batch(b=2, length=6)
     with torch.no_grad():
         whole = model.observe(obs, action)
@@ -234,8 +221,8 @@ def test_observe_continuation_matches_one_call(variant):
         torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
 
 
-def test_state_helpers():
-    model = WorldModel(tiny(), 64, 2).eval()
+def test_state_helpers(model_config):
+    model = WorldModel(model_config("tiny"), 64, 2).eval()
     obs, action, _ = make_batch(b=3)
     with torch.no_grad():
         state = model.observe(obs, action)
@@ -249,9 +236,9 @@ def test_state_helpers():
     assert isinstance(state.detach(), ModelState)
 
 
-def test_action_free_model():
+def test_action_free_model(model_config):
     torch.manual_seed(0)
-    model = WorldModel(tiny(), 64, action_dim=0)
+    model = WorldModel(model_config("tiny"), 64, action_dim=0)
     assert model.reward_head is None
     obs, _, _ = make_batch(action_dim=0)
     out = model(obs, None, None, n_past=2)
@@ -265,10 +252,10 @@ def test_action_free_model():
         model(obs, torch.zeros(2, 4, 2))
 
 
-def test_action_model_on_action_free_video():
+def test_action_model_on_action_free_video(model_config):
     """Pretraining on imported video: a model with actions accepts batches without them."""
     torch.manual_seed(0)
-    model = WorldModel(tiny(), 64, action_dim=2)
+    model = WorldModel(model_config("tiny"), 64, action_dim=2)
     obs, _, _ = make_batch(action_dim=0)
     out = model(obs, None, None)
     assert out.reward is None
@@ -276,9 +263,9 @@ def test_action_model_on_action_free_video():
     assert model.reward_head[0].weight.grad is None  # no reward, no reward gradient
 
 
-def test_actions_change_the_prediction():
+def test_actions_change_the_prediction(model_config):
     torch.manual_seed(0)
-    model = WorldModel(tiny(), 64, 2).eval()
+    model = WorldModel(model_config("tiny"), 64, 2).eval()
     obs, action, _ = make_batch(b=1)
     noise = torch.zeros(1, 1, 3, model.z_dim)
     with torch.no_grad():
@@ -288,9 +275,9 @@ def test_actions_change_the_prediction():
     assert (out.reward[0] - out.reward[1]).abs().max() > 1e-6
 
 
-def test_bf16_autocast_states_mix_with_fp32():
+def test_bf16_autocast_states_mix_with_fp32(model_config):
     torch.manual_seed(0)
-    model = WorldModel(tiny(), 64, 2).eval()
+    model = WorldModel(model_config("tiny"), 64, 2).eval()
     obs, action, _ = make_batch(b=1)
     actions = torch.rand(3, 4, 2)
     with torch.no_grad():

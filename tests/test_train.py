@@ -13,7 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 import worldmodel.train as train_mod
 from worldmodel.checkpoint import CheckpointError
 from worldmodel.data import Batch
-from worldmodel.svg import ModelConfig, WorldModel
+from worldmodel.svg import WorldModel
 from worldmodel.train import (
     ObjectiveConfig,
     TrainConfig,
@@ -25,16 +25,7 @@ from worldmodel.train import (
     predict,
 )
 
-TINY = dict(rnn_units=32, nf=8, g_dim=16, z_dim=4, reward_hidden=32)  # configs/model/tiny.yaml
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models are dominated by OpenMP synchronisation on a shared 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def square_batch(gen: torch.Generator, b: int, length: int, size: int = 32, side: int = 6) -> Batch:
@@ -57,11 +48,17 @@ def square_batch(gen: torch.Generator, b: int, length: int, size: int = 32, side
     return Batch(torch.stack(frames, 1), action, torch.stack(rewards, 1))
 
 
-def make_trainer(seed=0, variant="svg", **train_overrides) -> Trainer:
-    torch.manual_seed(seed)
-    model = WorldModel(ModelConfig(variant=variant, **TINY), 32, action_dim=2)
-    cfg = TrainConfig(**{"lr": 3e-3, "precision": "fp32", "seq_len": 6, **train_overrides})
-    return Trainer(model, cfg, ObjectiveConfig(), "cpu")
+@pytest.fixture
+def make_trainer(model_config):
+    """``make_trainer(seed=0, variant="svg", **train_overrides)``: a Trainer of a model=tiny model."""
+
+    def make(seed=0, variant="svg", **train_overrides) -> Trainer:
+        torch.manual_seed(seed)
+        model = WorldModel(model_config("tiny", variant=variant), 32, action_dim=2)
+        cfg = TrainConfig(**{"lr": 3e-3, "precision": "fp32", "seq_len": 6, **train_overrides})
+        return Trainer(model, cfg, ObjectiveConfig(), "cpu")
+
+    return make
 
 
 def params(trainer: Trainer) -> list[torch.Tensor]:
@@ -91,8 +88,8 @@ def test_kl_against_hand_computation_and_torch_distributions():
     torch.testing.assert_close(kl_per_step(out), torch.distributions.kl_divergence(q, p).sum(-1))
 
 
-def test_objective_terms_weights_and_free_nats():
-    model = WorldModel(ModelConfig(**TINY), 32, 2)
+def test_objective_terms_weights_and_free_nats(model_config):
+    model = WorldModel(model_config("tiny"), 32, 2)
     batch = square_batch(torch.Generator().manual_seed(0), 2, 4)
     out = model(batch.obs, batch.action, batch.reward, n_past=2)
     terms = objective_terms(out, ObjectiveConfig())
@@ -110,7 +107,7 @@ def test_objective_terms_weights_and_free_nats():
 # -- training -----------------------------------------------------------------------------------
 
 
-def test_tiny_model_overfits_a_tiny_batch():
+def test_tiny_model_overfits_a_tiny_batch(make_trainer):
     trainer = make_trainer()
     batch = square_batch(torch.Generator().manual_seed(0), 4, 6)
     first = trainer.step(batch)
@@ -125,7 +122,7 @@ def test_tiny_model_overfits_a_tiny_batch():
         assert key in logs
 
 
-def test_nonfinite_step_is_skipped_and_counted(monkeypatch):
+def test_nonfinite_step_is_skipped_and_counted(monkeypatch, make_trainer):
     trainer = make_trainer(max_nonfinite=3)
     batch = square_batch(torch.Generator().manual_seed(0), 2, 6)
     trainer.step(batch)
@@ -159,7 +156,7 @@ def test_nonfinite_step_is_skipped_and_counted(monkeypatch):
     assert logs["nonfinite"] == 0 and trainer.nonfinite_steps == 0 and trainer.total_nonfinite == 3
 
 
-def test_bf16_step_is_finite():
+def test_bf16_step_is_finite(make_trainer):
     trainer = make_trainer(precision="bf16")
     assert trainer.amp_dtype == torch.bfloat16
     batch = square_batch(torch.Generator().manual_seed(0), 2, 6)
@@ -169,7 +166,7 @@ def test_bf16_step_is_finite():
 
 
 @pytest.mark.parametrize("variant", ["lstm", "cnn"])
-def test_other_variants_train(variant):
+def test_other_variants_train(variant, make_trainer):
     trainer = make_trainer(variant=variant)
     batch = square_batch(torch.Generator().manual_seed(0), 2, 6)
     first = trainer.step(batch)
@@ -179,7 +176,7 @@ def test_other_variants_train(variant):
     assert logs["loss"] < first["loss"]
 
 
-def test_action_free_batches_train():
+def test_action_free_batches_train(make_trainer):
     trainer = make_trainer()
     batch = square_batch(torch.Generator().manual_seed(0), 2, 6)
     logs = trainer.step(Batch(batch.obs))
@@ -189,7 +186,7 @@ def test_action_free_batches_train():
 # -- checkpoints --------------------------------------------------------------------------------
 
 
-def test_resume_gives_the_same_steps(tmp_path):
+def test_resume_gives_the_same_steps(tmp_path, make_trainer):
     gen = torch.Generator().manual_seed(0)
     batches = [square_batch(gen, 2, 6) for _ in range(4)]
     a = make_trainer(seed=0)
@@ -214,11 +211,11 @@ def test_resume_gives_the_same_steps(tmp_path):
     assert not model.training and model.cfg == a.model.cfg
 
 
-def test_checkpoint_from_another_model_is_refused(tmp_path):
+def test_checkpoint_from_another_model_is_refused(tmp_path, model_config, make_trainer):
     make_trainer().save(tmp_path / "ckpt.pt")
     torch.manual_seed(0)
     other = Trainer(
-        WorldModel(ModelConfig(**{**TINY, "nf": 4, "z_dim": 3}), 32, 2),
+        WorldModel(model_config("tiny", nf=4, z_dim=3), 32, 2),
         TrainConfig(precision="fp32"),
         ObjectiveConfig(),
         "cpu",
@@ -230,13 +227,24 @@ def test_checkpoint_from_another_model_is_refused(tmp_path):
 # -- hooks ------------------------------------------------------------------------------------
 
 
-class FakeDiscriminator:
-    def __init__(self):
-        self.calls = []
+class FakeObjective:
+    """An extra term ``sharp`` (weight 0.5), a zero-weight one, and a counter as its adversary."""
+
+    def __init__(self, model):
+        self.model = model
+        self.seen = []  # the ModelOutput of every terms() call
+        self.updates = []  # (the ModelOutput, a weight of the model) at every update() call
         self.count = torch.zeros(())
 
-    def update(self, real, fake, context):
-        self.calls.append((real.shape, fake.shape, context.shape, fake.requires_grad))
+    def weights(self):
+        return {"sharp": 0.5, "never": 0.0}
+
+    def terms(self, out):
+        self.seen.append(out)
+        return {"sharp": out.frames.float().diff(dim=-1).abs().mean()}
+
+    def update(self, out):
+        self.updates.append((out, next(self.model.parameters()).detach().clone()))
         self.count += 1
         return {"loss": 0.5}
 
@@ -247,41 +255,40 @@ class FakeDiscriminator:
         self.count = state["count"].clone()
 
 
-def test_extra_terms_and_discriminator_hook(tmp_path):
+def test_extra_objective_terms_and_update(tmp_path, model_config):
     torch.manual_seed(0)
-    model = WorldModel(ModelConfig(**TINY), 32, 2)
-    disc = FakeDiscriminator()
-    called = []
-
-    def sharpness(out):
-        called.append(out.frames.shape)
-        return out.frames.float().diff(dim=-1).abs().mean()
-
-    def never(out):
-        raise AssertionError("a zero-weight term must not be computed")
-
+    model = WorldModel(model_config("tiny"), 32, 2)
+    before = next(model.parameters()).detach().clone()
+    objective = FakeObjective(model)
     trainer = Trainer(
         model,
         TrainConfig(precision="fp32", n_past=2),
         ObjectiveConfig(),
         "cpu",
-        extra_terms={"gdl": (0.5, sharpness), "feature": (0.0, never)},
-        discriminator=disc,
+        objective=objective,
     )
     batch = square_batch(torch.Generator().manual_seed(0), 2, 6)
     logs = trainer.step(batch)
-    assert called and "loss/gdl" in logs and "loss/feature" not in logs
+    assert "loss/sharp" in logs and "loss/never" not in logs
+    base = ObjectiveConfig().weights()
+    expected = 0.5 * logs["loss/sharp"] + sum(
+        w * logs[f"loss/{k}"] for k, w in base.items() if f"loss/{k}" in logs
+    )
+    assert logs["loss"] == pytest.approx(expected, rel=1e-5)
+    # the update sees the very forward pass the terms saw, after the generator's step
+    assert len(objective.updates) == 1 and objective.updates[0][0] is objective.seen[0]
+    assert not torch.equal(objective.updates[0][1], before)
     assert logs["disc/loss"] == 0.5
-    assert disc.calls == [((2, 5, 3, 32, 32), (2, 5, 3, 32, 32), (2, 2, 3, 32, 32), False)]
     trainer.save(tmp_path / "c.pt")
-    disc.count.zero_()
+    objective.count.zero_()
     trainer.load(tmp_path / "c.pt")
-    assert disc.count.item() == 1
+    assert objective.count.item() == 1
+    clashing = SimpleNamespace(weights=lambda: {"kl": 1.0})
     with pytest.raises(ValueError, match="clash"):
-        Trainer(model, TrainConfig(), ObjectiveConfig(), "cpu", extra_terms={"kl": (1.0, never)})
+        Trainer(model, TrainConfig(), ObjectiveConfig(), "cpu", objective=clashing)
 
 
-def test_trainer_wraps_in_ddp_when_distributed(tmp_path):
+def test_trainer_wraps_in_ddp_when_distributed(tmp_path, make_trainer):
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
     try:
         trainer = make_trainer()
@@ -305,7 +312,7 @@ def test_train_config_validation():
 # -- prediction -------------------------------------------------------------------------------
 
 
-def test_predict_shapes_and_mode():
+def test_predict_shapes_and_mode(make_trainer):
     trainer = make_trainer()
     batch = square_batch(torch.Generator().manual_seed(0), 3, 8)
     model = trainer.model.train()
@@ -326,7 +333,7 @@ def test_predict_shapes_and_mode():
 
 
 @pytest.mark.slow
-def test_latent_imagination_agrees_with_decode_and_reencode():
+def test_latent_imagination_agrees_with_decode_and_reencode(make_trainer):
     """After brief training, feeding g_t back (no decoder/encoder) tracks SVG's decode-and-re-encode.
 
     Stated tolerance over a 6-step rollout of 16 held-out sequences: mean |reward difference| below

@@ -1,21 +1,13 @@
 """Episodes on disk, sequence sampling and a bounded replay buffer.
 
-Episode files (format ``worldmodel-episode/1``)
------------------------------------------------
-One compressed ``.npz`` per episode, readable with ``np.load(path, allow_pickle=False)``:
-
-* ``obs``        uint8   ``(T+1, H, W, 3)``: ``obs[0]`` is the reset frame, ``obs[t+1]`` the frame
-  after ``action[t]``.
-* ``action``     float32 ``(T, A)`` in ``[-1, 1]``.
-* ``reward``     float32 ``(T,)``: ``reward[t]`` is the reward for ``action[t]`` (received with
-  ``obs[t+1]``).
-* ``terminated`` bool ``(T,)`` and ``truncated`` bool ``(T,)``: only the last entry can be True.
-* ``meta``       0-d unicode string holding a JSON object (``{"format": "worldmodel-episode/1",
-  "env": ..., "action_repeat": ..., "size": H, "seed": ..., "source": "env" | "video", ...}``).
-
-Action-free video episodes have neither ``action`` nor ``reward``. Files are named
-``episode-{index:06d}-{T}.npz``; writers create ``.<name>.tmp`` first and rename it, so readers ignore
-dot-files.
+Episode files
+-------------
+The format (``worldmodel-episode/1``: one compressed ``.npz`` per episode holding ``obs`` uint8
+``(T+1, H, W, 3)``, ``action`` float32 ``(T, A)``, ``reward`` float32 ``(T,)``, ``terminated`` /
+``truncated`` bool ``(T,)`` and a JSON ``meta``; files named ``episode-{index:06d}-{T}.npz``) is
+defined once, in the leaf package :mod:`episode_format`, which the writers in ``envs`` share.
+:class:`Episode`, :class:`EpisodeError`, :func:`load_episode` and :data:`EPISODE_FORMAT` are
+re-exported from it.
 
 Data flow
 ---------
@@ -29,19 +21,26 @@ float once, on its device: ``x = batch.obs.float() / 255``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import zipfile
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from episode_format import FORMAT as EPISODE_FORMAT
+from episode_format import (
+    Episode,
+    EpisodeError,
+    check_episode,
+    episode_index,
+    episode_paths,
+    load_episode,
+)
 
 __all__ = [
     "EPISODE_FORMAT",
@@ -57,242 +56,19 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-EPISODE_FORMAT = "worldmodel-episode/1"
-_REQUIRED_KEYS = ("obs", "terminated", "truncated", "meta")
-_OPTIONAL_KEYS = ("action", "reward")
-# float32 rounding of a clipped action can land a hair outside [-1, 1]
-_ACTION_BOUND_TOL = 1e-5
 _HOW_TO_CREATE = (
     "create episodes with `python -m envs.collect env=cheetah episodes=20 out=DIR` "
     "or import videos with `python -m envs.import_video src=... out=DIR`"
 )
-# what np.load / zipfile / zlib raise on a truncated or corrupt archive
-_ARCHIVE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
-
-
-class EpisodeError(ValueError):
-    """An episode file that cannot be used: unreadable, truncated, or with invalid content.
-
-    Attributes:
-        path: the offending file (None for in-memory episodes).
-        reason: what is wrong with it.
-    """
-
-    def __init__(self, path: str | os.PathLike | None, reason: str) -> None:
-        super().__init__(path, reason)
-        self.path = Path(path) if path is not None else None
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"bad episode file {self.path}: {self.reason}"
-
-
-@dataclass(frozen=True, eq=False)
-class Episode:
-    """One validated episode held in memory (arrays exactly as on disk).
-
-    Attributes:
-        obs: uint8 ``(T+1, H, W, 3)``.
-        action: float32 ``(T, A)`` or None for action-free video.
-        reward: float32 ``(T,)`` or None.
-        terminated: bool ``(T,)``.
-        truncated: bool ``(T,)``.
-        meta: the decoded JSON metadata.
-        path: the file it was loaded from, or None.
-    """
-
-    obs: np.ndarray
-    action: np.ndarray | None
-    reward: np.ndarray | None
-    terminated: np.ndarray
-    truncated: np.ndarray
-    meta: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = None
-
-    @property
-    def num_frames(self) -> int:
-        """``T + 1``."""
-        return int(self.obs.shape[0])
-
-    @property
-    def num_steps(self) -> int:
-        """``T``, the number of transitions (actions)."""
-        return int(self.obs.shape[0]) - 1
-
-    @property
-    def frame_shape(self) -> tuple[int, int]:
-        """``(H, W)``."""
-        return int(self.obs.shape[1]), int(self.obs.shape[2])
-
-    @property
-    def action_dim(self) -> int | None:
-        """``A``, or None for an action-free episode."""
-        return None if self.action is None else int(self.action.shape[1])
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the arrays of the episode."""
-        arrays = (self.obs, self.action, self.reward, self.terminated, self.truncated)
-        return sum(a.nbytes for a in arrays if a is not None)
-
-    def describe(self) -> str:
-        """A short name for messages: the file name, or ``<in-memory episode>``."""
-        return str(self.path) if self.path is not None else "<in-memory episode>"
-
-
-def _check_episode_arrays(
-    obs: np.ndarray,
-    action: np.ndarray | None,
-    reward: np.ndarray | None,
-    terminated: np.ndarray,
-    truncated: np.ndarray,
-) -> None:
-    """Raise ``ValueError(reason)`` unless the arrays form a valid episode (see module docstring)."""
-    if obs.dtype != np.uint8:
-        raise ValueError(f"obs has dtype {obs.dtype}, expected uint8 frames in [0, 255]")
-    if obs.ndim != 4 or obs.shape[-1] != 3:
-        raise ValueError(f"obs has shape {obs.shape}, expected (T+1, H, W, 3) RGB frames")
-    if min(obs.shape[:3]) < 1:
-        raise ValueError(
-            f"obs has shape {obs.shape}: an episode needs at least one non-empty frame"
-        )
-    steps = obs.shape[0] - 1
-    if action is not None:
-        if action.dtype != np.float32:
-            raise ValueError(f"action has dtype {action.dtype}, expected float32")
-        if action.ndim != 2 or action.shape[0] != steps or action.shape[1] < 1:
-            raise ValueError(
-                f"action has shape {action.shape} but obs has {steps + 1} frames: expected "
-                f"({steps}, A), one action between consecutive frames"
-            )
-        finite = np.isfinite(action).all(axis=1)
-        if not finite.all():
-            raise ValueError(f"action is not finite (NaN/inf) at step {int(np.argmin(finite))}")
-        if action.size and np.abs(action).max() > 1 + _ACTION_BOUND_TOL:
-            raise ValueError(
-                f"action has values up to {np.abs(action).max():.4g} in magnitude; actions must be "
-                "normalised to [-1, 1]"
-            )
-    if reward is not None:
-        if reward.dtype != np.float32:
-            raise ValueError(f"reward has dtype {reward.dtype}, expected float32")
-        if reward.shape != (steps,):
-            raise ValueError(
-                f"reward has shape {reward.shape} but obs has {steps + 1} frames: expected "
-                f"({steps},), one reward per action"
-            )
-        finite = np.isfinite(reward)
-        if not finite.all():
-            raise ValueError(f"reward is not finite (NaN/inf) at step {int(np.argmin(finite))}")
-    for name, flags in (("terminated", terminated), ("truncated", truncated)):
-        if flags.dtype != np.bool_:
-            raise ValueError(f"{name} has dtype {flags.dtype}, expected bool")
-        if flags.shape != (steps,):
-            raise ValueError(f"{name} has shape {flags.shape}, expected ({steps},)")
-        if steps > 1 and flags[:-1].any():
-            raise ValueError(
-                f"{name} is True at step {int(np.argmax(flags))} of {steps}; only the last step "
-                "of an episode can end it"
-            )
-
-
-def _parse_meta(meta: np.ndarray) -> dict[str, Any]:
-    if meta.ndim != 0 or meta.dtype.kind != "U":
-        raise ValueError(
-            f"meta is a {meta.dtype} array of shape {meta.shape}; expected a 0-d unicode string "
-            "holding JSON"
-        )
-    try:
-        decoded = json.loads(str(meta[()]))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"meta is not valid JSON ({e})") from None
-    if not isinstance(decoded, dict):
-        raise ValueError(f"meta must be a JSON object, got {type(decoded).__name__}")
-    fmt = decoded.get("format", EPISODE_FORMAT)
-    if fmt != EPISODE_FORMAT:
-        raise ValueError(
-            f"unsupported episode format {fmt!r}; this version reads {EPISODE_FORMAT!r}"
-        )
-    return decoded
-
-
-def load_episode(path: str | os.PathLike) -> Episode:
-    """Load and validate one episode file.
-
-    Args:
-        path: an ``episode-*.npz`` file.
-
-    Returns:
-        The :class:`Episode`, with ``obs`` uint8 ``(T+1, H, W, 3)``.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        EpisodeError: the file is truncated or corrupt, holds pickled objects, or its content breaks
-            the format (missing key, wrong dtype, inconsistent lengths, non-finite values, ...).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"episode file {path} does not exist")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except _ARCHIVE_ERRORS as e:
-        raise EpisodeError(
-            path, f"truncated, corrupt or not an .npz archive ({type(e).__name__}: {e})"
-        ) from e
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise EpisodeError(path, "not an .npz archive (a plain .npy array?)")
-
-    arrays: dict[str, np.ndarray] = {}
-    with archive:
-        missing = [k for k in _REQUIRED_KEYS if k not in archive.files]
-        if missing:
-            raise EpisodeError(
-                path,
-                f"missing key(s) {missing}; found {sorted(archive.files)} (see {EPISODE_FORMAT})",
-            )
-        for key in _REQUIRED_KEYS + _OPTIONAL_KEYS:
-            if key not in archive.files:
-                continue
-            try:
-                arrays[key] = archive[key]
-            except ValueError as e:
-                if "allow_pickle" in str(e):
-                    raise EpisodeError(
-                        path, f"array {key!r} holds pickled Python objects, which are not allowed"
-                    ) from e
-                raise EpisodeError(path, f"cannot read array {key!r}: {e}") from e
-            except _ARCHIVE_ERRORS as e:
-                raise EpisodeError(
-                    path,
-                    f"truncated or corrupt archive while reading {key!r} ({type(e).__name__}: {e})",
-                ) from e
-    try:
-        meta = _parse_meta(arrays["meta"])
-        _check_episode_arrays(
-            arrays["obs"],
-            arrays.get("action"),
-            arrays.get("reward"),
-            arrays["terminated"],
-            arrays["truncated"],
-        )
-    except ValueError as e:
-        raise EpisodeError(path, str(e)) from None
-    return Episode(
-        obs=arrays["obs"],
-        action=arrays.get("action"),
-        reward=arrays.get("reward"),
-        terminated=arrays["terminated"],
-        truncated=arrays["truncated"],
-        meta=meta,
-        path=path,
-    )
 
 
 def list_episode_files(directory: str | os.PathLike) -> list[Path]:
-    """The episode files of a directory, sorted by name.
+    """The episode files of a directory, in the order of their index.
 
-    Dot-files (in particular the ``.<name>.tmp`` files of an unfinished write) and anything that is
-    not a ``*.npz`` file are ignored; subdirectories are not searched.
+    The rule of :func:`episode_format.episode_paths` (files named ``episode-<index>-<T>.npz``;
+    dot-files, such as the ``.<name>.tmp`` of an unfinished write, other names and
+    subdirectories are ignored), with clear errors for a missing directory. Other ``*.npz`` files
+    are named in a warning (pass them to :class:`EpisodeDataset` as a list to read them).
 
     Raises:
         FileNotFoundError: the directory does not exist.
@@ -303,11 +79,19 @@ def list_episode_files(directory: str | os.PathLike) -> list[Path]:
         raise FileNotFoundError(f"episode directory {directory} does not exist; {_HOW_TO_CREATE}")
     if not directory.is_dir():
         raise NotADirectoryError(f"{directory} is not a directory of episode files")
-    return sorted(
-        p
-        for p in directory.iterdir()
-        if p.suffix == ".npz" and not p.name.startswith(".") and p.is_file()
+    others = sorted(
+        p.name
+        for p in directory.glob("*.npz")
+        if not p.name.startswith(".") and episode_index(p) is None
     )
+    if others:
+        log.warning(
+            "ignoring %d .npz file(s) in %s not named episode-<index>-<T>.npz: %s",
+            len(others),
+            directory,
+            ", ".join(others[:3]) + (", ..." if len(others) > 3 else ""),
+        )
+    return episode_paths(directory)
 
 
 class _EpisodeCollection:
@@ -416,8 +200,8 @@ class EpisodeDataset(_EpisodeCollection):
     Frames are stored once, as the uint8 ``(T+1, H, W, 3)`` array of each episode.
 
     Args:
-        source: a directory of ``episode-*.npz`` files (read in sorted order, dot-files ignored), one
-            episode file, or a list of files.
+        source: a directory of ``episode-*.npz`` files (read in the order of their index, see
+            :func:`list_episode_files`), one episode file (any name), or a list of files.
         on_error: ``"skip"`` (default) drops unreadable or invalid files, records them in
             :attr:`skipped` and logs a warning; ``"raise"`` raises the first :class:`EpisodeError`.
         min_length: episodes with fewer frames (``T + 1``) than this are left out (recorded in
@@ -452,7 +236,9 @@ class EpisodeDataset(_EpisodeCollection):
             paths = [Path(p) for p in source]
             where = "the given file list"
         if not paths:
-            raise ValueError(f"no episode files (*.npz) in {where}; {_HOW_TO_CREATE}")
+            raise ValueError(
+                f"no episode files (episode-<index>-<T>.npz) in {where}; {_HOW_TO_CREATE}"
+            )
 
         errors: list[tuple[Path, str]] = []
         for path in paths:
@@ -574,7 +360,7 @@ class ReplayBuffer(_EpisodeCollection):
             meta=dict(meta or {}),
         )
         try:
-            _check_episode_arrays(
+            check_episode(
                 episode.obs, episode.action, episode.reward, episode.terminated, episode.truncated
             )
         except ValueError as e:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from omegaconf import OmegaConf
 
 from envs.episodes import save_episode
@@ -119,12 +118,8 @@ def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
 
 
 @pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from intra-op threads; one thread also makes runs repeatable."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread: None) -> None:
+    """Every fault test runs on one thread (tests/conftest.py); it also makes runs repeatable."""
 
 
 @pytest.fixture(scope="session")
