@@ -1,4 +1,4 @@
-"""worldmodel.evaluate / worldmodel.report: the evaluation report on tiny checkpoints made here."""
+"""worldmodel.evaluate / worldmodel.evaluation: the evaluation report on tiny checkpoints made here."""
 
 from __future__ import annotations
 
@@ -20,7 +20,16 @@ from worldmodel import evaluate as evaluate_entry  # registers evaluate_schema
 from worldmodel.adversarial import AntiBlurConfig
 from worldmodel.data import EpisodeDataset, SequenceSampler
 from worldmodel.discriminator import DiscriminatorConfig
-from worldmodel.report import COPY_LAST, EvaluateConfig, number, protocol_matches, select_clips
+from worldmodel.evaluation import (
+    COPY_LAST,
+    EvaluateConfig,
+    clips_up_to,
+    describe_selection,
+    number,
+    protocol_matches,
+    select_clips,
+)
+from worldmodel.evaluation.scoring import plan_metrics
 from worldmodel.svg import ModelConfig, WorldModel
 from worldmodel.train import ObjectiveConfig, TrainConfig
 from worldmodel.training_setup import build_trainer
@@ -55,12 +64,13 @@ def write_episodes(
     return directory
 
 
-def tiny_run(run_dir: Path, data: Path, *, adversarial: bool, seed: int, M: float = 1.0) -> Path:
+def tiny_run(
+    run_dir: Path, data: Path, model_cfg: ModelConfig, *, adversarial: bool, seed: int
+) -> Path:
     """Train a tiny model 2 steps and save it as a pretraining run would:
     ``<run>/checkpoints/last.pt`` and ``<run>/.hydra/config.yaml``."""
     torch.manual_seed(seed)
     dataset = EpisodeDataset(data)
-    model_cfg = ModelConfig(M=M, rnn_units=16, nf=8, g_dim=16, z_dim=4, reward_hidden=16)
     model = WorldModel(model_cfg, dataset.image_size, dataset.action_dim)
     train_cfg = TrainConfig(batch_size=2, seq_len=6, n_past=2, precision="fp32")
     disc = DiscriminatorConfig(scales=[1, 2], width=8, max_width=16, hidden=16)
@@ -91,13 +101,13 @@ def static_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, data) -> dict[str, Path]:
+def runs(tmp_path_factory, data, model_config) -> dict[str, Path]:
     """Two checkpoints with discriminators (a, b) and one without (c)."""
     root = tmp_path_factory.mktemp("runs")
     return {
-        "a": tiny_run(root / "run_a", data, adversarial=True, seed=0),
-        "b": tiny_run(root / "run_b", data, adversarial=True, seed=1),
-        "c": tiny_run(root / "run_c", data, adversarial=False, seed=2),
+        "a": tiny_run(root / "run_a", data, model_config(), adversarial=True, seed=0),
+        "b": tiny_run(root / "run_b", data, model_config(), adversarial=True, seed=1),
+        "c": tiny_run(root / "run_c", data, model_config(), adversarial=False, seed=2),
     }
 
 
@@ -252,6 +262,98 @@ def test_gam_needs_two_discriminators(compose, runs, data, tmp_path):
     assert report["gam"] == [] and "needs two checkpoints" in report["skipped"]["gam"]
 
 
+@pytest.mark.slow
+def test_first_use_with_the_defaults_on_a_small_data_set(runs, data, tmp_path):
+    """The documented first command, every other option at its default, on 4 short episodes: 4
+    clips of 2 + 10 frames, fewer than num_videos=100 and than the Frechet distance's 64 feature
+    dimensions. Every metric that can be computed is reported; the Frechet distance and GAM are
+    skipped with the reason in report.json, summary.md and on the console."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "worldmodel.evaluate",
+            f"ckpt={runs['c']}",
+            f"data={data}",
+            f"hydra.run.dir={out}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, HYDRA_FULL_ERROR="0"),
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = _report(out)
+    proto = report["protocol"]
+    assert (proto["num_videos"], proto["clips_available"], len(proto["clips"])) == (4, 4, 4)
+    assert report["config"]["num_videos"] == 100  # the default is a cap
+    selection = "all 4 non-overlapping windows of 12 frames in the data"
+    assert proto["clip_selection"].startswith(selection)
+    model = report["results"]["run_c"]
+    assert {"psnr", "ssim", "ms_ssim", "swd", "diversity"} <= set(model)
+    assert "frechet" not in model and "frechet" not in report["results"][COPY_LAST]
+    entries = [model["psnr"]["mean"], model["ms_ssim"]["best"], model["swd"], model["diversity"]]
+    for entry in entries:
+        assert entry["protocol"]["num_videos"] == 4  # the stamp states the clips used
+        assert entry["protocol"]["details"]["clips"].startswith(selection)
+    why = report["skipped"]["frechet"]
+    assert "4 clips <= 64 dimensions" in why and "fd_dim" in why and "fd_shrinkage" in why
+    assert "needs two checkpoints" in report["skipped"]["gam"]
+    summary = (out / "summary.md").read_text()
+    assert f"4 clips ({selection}" in summary and f"- frechet: {why}" in summary
+    assert f"4 clips ({selection}" in proc.stdout and f"skipped frechet: {why}" in proc.stdout
+
+
+def test_a_metric_the_clips_do_not_allow_is_skipped_with_the_reason(data):
+    dataset = EpisodeDataset(data)
+    clips = clips_up_to(dataset, 5, None, seed=0)  # 12 clips
+    cpu = torch.device("cpu")
+
+    def plan(clips=clips, **settings):
+        cfg = EvaluateConfig(ckpt="x.pt", data=str(data), n_past=2, n_future=3, **settings)
+        return plan_metrics(cfg, clips, cpu)
+
+    few = plan(fd_dim=64)
+    assert few.frechet is None and set(few.skipped) == {"frechet"}
+    assert "12 clips <= 64 dimensions" in few.skipped["frechet"]
+    assert few.image_metrics == ["psnr", "ssim", "ms_ssim"] and few.swd and few.diversity
+    enough = plan(fd_dim=8)
+    assert enough.skipped == {} and enough.frechet.real_features.shape == (12, 8)
+    # shrinkage makes the covariance of 12 clips in 64 dimensions usable (and is reported)
+    assert plan(fd_dim=64, fd_shrinkage=0.1).skipped == {}
+    one = plan(clips_up_to(dataset, 5, 1, seed=0), fd_shrinkage=0.1)
+    assert "at least 2 clips" in one.skipped["frechet"]
+    assert plan(metrics=["psnr"]).skipped == {}
+
+
+def test_each_checkpoint_file_is_read_once(compose, runs, data, tmp_path, monkeypatch):
+    reads = []
+    torch_load = torch.load
+
+    def counting_load(f, *args, **kwargs):
+        reads.append(str(f))
+        return torch_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    cfg = _cfg(
+        compose,
+        f"ckpt={runs['a']}",
+        f"data={data}",
+        f"baselines=[{runs['c']}]",
+        "num_videos=2",
+        "metrics=[psnr,gam]",
+        "visualize=0",
+        f"out={tmp_path}",
+    )
+    report = evaluate_entry.run(cfg)
+    # the model and the discriminator of run_a come from the same read
+    assert report["models"]["run_a"]["discriminator"].startswith("discriminator rebuilt")
+    assert report["models"]["run_c"]["step"] == 2
+    assert sorted(reads) == sorted([str(runs["a"]), str(runs["c"])])
+
+
 def test_clip_selection(data):
     dataset = EpisodeDataset(data)
     clips = select_clips(dataset, 5, None, seed=0)
@@ -261,6 +363,19 @@ def test_clip_selection(data):
     some = select_clips(dataset, 5, 4, seed=0)
     assert len(some) == 4 and len(set(some.sources)) == 4
     assert select_clips(dataset, 5, 4, seed=0).sources == some.sources
+    assert clips.available == some.available == 12
+    with pytest.raises(ValueError, match="only 12 non-overlapping clips"):
+        select_clips(dataset, 5, 50, seed=0)  # an exact count is exact
+
+    # the evaluation's selection: all clips up to the cap, the same draw as select_clips above it
+    capped = clips_up_to(dataset, 5, 4, seed=0)
+    assert capped.sources == some.sources
+    assert describe_selection(capped, 5, 4, 0).startswith("4 of the 12 non-overlapping windows")
+    everything = clips_up_to(dataset, 5, 50, seed=0)
+    assert everything.sources == clips.sources
+    text = describe_selection(everything, 5, 50, 0)
+    assert text.startswith("all 12 non-overlapping windows") and "cap num_videos=50" in text
+    assert "no cap" in describe_selection(clips_up_to(dataset, 5, None, seed=0), 5, None, 0)
 
 
 def test_bad_inputs_give_clear_errors(compose, runs, data, tmp_path):
@@ -286,10 +401,6 @@ def test_bad_inputs_give_clear_errors(compose, runs, data, tmp_path):
         run(f"data={other_actions}")
     with pytest.raises(ValueError, match="longer than every episode.*15 frames"):
         run("n_future=20")
-    with pytest.raises(ValueError, match="only 12 non-overlapping clips"):
-        run("num_videos=50")
-    with pytest.raises(ValueError, match="num_videos=12 <= 64.*fd_dim.*fd_shrinkage"):
-        run("metrics=[frechet]", "num_videos=null")
     with pytest.raises(ValueError, match="16 frames"):
         run("metrics=[frechet]", f"i3d={runs['c']}")
     with pytest.raises(ValueError, match="unknown metrics"):
@@ -317,6 +428,21 @@ def test_protocol_matches(compose, runs, data, tmp_path):
     assert protocol_matches(report, dataclasses.replace(cfg, n_future=4))[0] is False
     same, why = protocol_matches(report, dataclasses.replace(cfg, metrics=["psnr", "ssim"]))
     assert not same and "ssim" in why
+
+
+def test_report_module_keeps_its_public_names():
+    """``worldmodel.report`` (the pre-split module) still exports every name it had."""
+    import worldmodel.evaluation as evaluation
+    import worldmodel.report as report
+
+    names = {
+        "REPORT_FORMAT", "METRICS", "IMAGE_METRICS", "COPY_LAST", "EvaluateConfig", "Clips",
+        "select_clips", "copy_last_frame", "load_discriminator", "evaluate", "plot_horizon",
+        "plot_scaling", "to_jsonable", "write_json", "read_json", "number", "protocol_matches",
+    }  # fmt: skip
+    assert set(report.__all__) == names
+    for name in names:
+        assert getattr(report, name) is getattr(evaluation, name)
 
 
 def test_cli_reports_errors_in_one_line(tmp_path):

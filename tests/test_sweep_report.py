@@ -17,7 +17,7 @@ import yaml
 
 from worldmodel import sweep_report as sr
 from worldmodel.data import EpisodeDataset, SequenceSampler
-from worldmodel.report import COPY_LAST, EvaluateConfig
+from worldmodel.evaluation import COPY_LAST, EvaluateConfig, predictions
 from worldmodel.svg import ModelConfig, WorldModel
 from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer
 
@@ -42,21 +42,20 @@ def write_episodes(directory: Path, n: int = 2, seed: int = 0) -> Path:
     return directory
 
 
-def _model_cfg(M: float) -> ModelConfig:
-    return ModelConfig(M=M, rnn_units=16, nf=8, g_dim=16, z_dim=4, reward_hidden=16)
-
-
-def make_run(run_dir: Path, data: Path, M: float, *, steps: int, trained: int | None) -> int:
+def make_run(
+    run_dir: Path, data: Path, model_cfg: ModelConfig, *, steps: int, trained: int | None
+) -> int:
     """A run directory as `pretrain -m` leaves it: .hydra/{config,overrides}.yaml, and (if
     ``trained`` is not None) checkpoints/last.pt after ``trained`` steps, plus summary.json when
     the run reached ``steps``. Returns the model's parameter count."""
     (run_dir / ".hydra").mkdir(parents=True)
-    cfg = {"data": str(data), "model": dataclasses.asdict(_model_cfg(M)), "steps": steps}
+    M = model_cfg.M
+    cfg = {"data": str(data), "model": dataclasses.asdict(model_cfg), "steps": steps}
     (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"model.M={M:g}"]))
     torch.manual_seed(int(M))
     dataset = EpisodeDataset(data)
-    model = WorldModel(_model_cfg(M), dataset.image_size, dataset.action_dim)
+    model = WorldModel(model_cfg, dataset.image_size, dataset.action_dim)
     if trained is None:
         return model.num_params()
     trainer = Trainer(
@@ -79,7 +78,7 @@ def heldout(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sweep_template(tmp_path_factory) -> tuple[Path, dict[str, int]]:
+def sweep_template(tmp_path_factory, model_config) -> tuple[Path, dict[str, int]]:
     """model.M=1,2,3,4,5: two complete runs, one crashed without a checkpoint, one interrupted,
     and M=4 never started."""
     root = tmp_path_factory.mktemp("multirun")
@@ -87,10 +86,10 @@ def sweep_template(tmp_path_factory) -> tuple[Path, dict[str, int]]:
     grid = {"hydra": {"overrides": {"task": ["model.M=1,2,3,4,5", f"data={data}"]}}}
     (root / "multirun.yaml").write_text(yaml.safe_dump(grid))
     params = {
-        "0_M1_K1": make_run(root / "0_M1_K1", data, 1, steps=2, trained=2),
-        "1_M2_K1": make_run(root / "1_M2_K1", data, 2, steps=2, trained=2),
-        "2_M3_K1": make_run(root / "2_M3_K1", data, 3, steps=2, trained=None),
-        "10_M5_K1": make_run(root / "10_M5_K1", data, 5, steps=4, trained=2),
+        "0_M1_K1": make_run(root / "0_M1_K1", data, model_config(M=1), steps=2, trained=2),
+        "1_M2_K1": make_run(root / "1_M2_K1", data, model_config(M=2), steps=2, trained=2),
+        "2_M3_K1": make_run(root / "2_M3_K1", data, model_config(M=3), steps=2, trained=None),
+        "10_M5_K1": make_run(root / "10_M5_K1", data, model_config(M=5), steps=4, trained=2),
     }
     (root / "2_M3_K1" / "pretrain.log").write_text(
         "[2026-01-01][worldmodel.pretrain][ERROR] - training diverged; the last good checkpoint\n"
@@ -148,8 +147,16 @@ def test_table_without_evaluation_lists_every_run(sweep):
     assert result["files"]["plot"] == "scaling.png" and (root / "scaling.png").stat().st_size > 0
 
 
-def test_evaluates_each_run_then_reuses_matching_reports(sweep, heldout):
+def test_evaluates_each_run_then_reuses_matching_reports(sweep, heldout, monkeypatch):
     root, _ = sweep
+    copy_last_calls = []
+    copy_last_frame = predictions.copy_last_frame
+
+    def counted(*args, **kwargs):
+        copy_last_calls.append(args[0].shape[0])  # clips in the batch
+        return copy_last_frame(*args, **kwargs)
+
+    monkeypatch.setattr(predictions, "copy_last_frame", counted)
     protocol = EvaluateConfig(
         n_past=2,
         n_future=3,
@@ -166,6 +173,13 @@ def test_evaluates_each_run_then_reuses_matching_reports(sweep, heldout):
         assert rows[run]["report"] == f"{run}/eval/report.json"
         assert "2 context -> 3 predicted frames, 2 samples, 2 clips" in rows[run]["protocol"]
     assert rows["2_M3_K1"]["psnr/mean"] is None
+    # copy-last-frame was evaluated once (one batch of the 2 clips) for the three reports
+    assert copy_last_calls == [2]
+    copies = [
+        json.loads((root / run / "eval" / "report.json").read_text())["results"][COPY_LAST]
+        for run in ("0_M1_K1", "1_M2_K1", "10_M5_K1")
+    ]
+    assert copies[0] == copies[1] == copies[2]
     baseline = result["copy_last_frame"]
     assert np.isfinite(baseline["psnr/mean"]) and baseline["psnr/mean"] == baseline["psnr/best"]
     md = (root / "sweep.md").read_text()
@@ -178,9 +192,11 @@ def test_evaluates_each_run_then_reuses_matching_reports(sweep, heldout):
     again = sr.sweep_report(root, data=str(heldout), evaluation=protocol)
     assert report.stat().st_mtime_ns == stamp  # same protocol and step: reused
     assert _by_run(again)["0_M1_K1"]["psnr/mean"] == rows["0_M1_K1"]["psnr/mean"]
+    assert copy_last_calls == [2]  # nothing evaluated again
     longer = dataclasses.replace(protocol, n_future=4)
     sr.sweep_report(root, data=str(heldout), evaluation=longer)
     assert json.loads(report.read_text())["protocol"]["predicted_frames"] == 4
+    assert copy_last_calls == [2, 2]  # a new protocol: the baseline once more, for all runs
 
 
 def test_failed_evaluations_are_listed_not_raised(sweep, heldout):
@@ -216,7 +232,7 @@ def test_command_line(sweep, tmp_path, capsys):
 
 def test_report_modules_stay_free_of_hydra():
     code = (
-        "import sys, worldmodel.report, worldmodel.sweep_report; "
+        "import sys, worldmodel.evaluation, worldmodel.report, worldmodel.sweep_report; "
         "print(','.join(m for m in ('hydra', 'omegaconf', 'gymnasium') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -8,7 +8,9 @@
 Writes ``report.json`` (every number with its protocol), ``summary.md``, per-horizon plots
 (``plots/psnr.png``, ``ssim.png``, ``ms_ssim.png``), prediction strips and GIFs (``videos/``) to
 ``out`` (default: the hydra run directory ``runs/evaluate/<date>``). The options are the fields of
-:class:`worldmodel.report.EvaluateConfig`; the work is done by :func:`worldmodel.report.evaluate`.
+:class:`worldmodel.evaluation.EvaluateConfig`; the work is done by
+:func:`worldmodel.evaluation.evaluate`. Clips: every non-overlapping window of the data, at most
+``num_videos``; a metric the data does not allow is reported as skipped, with the reason.
 
 Hydra lives only here: :func:`main` turns the composed config into an :class:`EvaluateConfig` and
 calls :func:`run`, which tests call directly.
@@ -27,7 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from worldmodel.checkpoint import CheckpointError
-from worldmodel.report import EvaluateConfig, evaluate, number
+from worldmodel.evaluation import EvaluateConfig, console_summary, evaluate
 
 __all__ = ["EvaluateConfig", "register_configs", "run", "main"]
 
@@ -45,43 +47,6 @@ def run(cfg: EvaluateConfig, workdir: str | Path | None = None) -> dict[str, Any
     return evaluate(cfg, workdir)
 
 
-def _fmt(value: Any) -> str:
-    x = number(value)
-    return "n/a" if x is None else f"{x:.4g}"
-
-
-def _print_summary(report: dict[str, Any], out: str) -> None:
-    proto = report["protocol"]
-    s = proto["samples_per_video"]
-    print(
-        f"{proto['num_videos']} clips, {proto['context_frames']} context -> "
-        f"{proto['predicted_frames']} predicted frames; time-averaged, mean over samples / best "
-        f"of {s} samples (copy-last-frame: 1 sample):"
-    )
-    for label, res in report["results"].items():
-        parts = [
-            f"{m} {_fmt(res[m]['mean']['value'])} / {_fmt(res[m]['best']['value'])}"
-            for m in ("psnr", "ssim", "ms_ssim")
-            if m in res
-        ]
-        parts += [f"SWD {_fmt(res['swd']['value'])}"] if "swd" in res else []
-        parts += (
-            [f"{res['frechet']['name']} {_fmt(res['frechet']['value'])}"]
-            if "frechet" in res
-            else []
-        )
-        parts += [f"diversity {_fmt(res['diversity']['value'])}"] if "diversity" in res else []
-        print(f"  {label}: " + ", ".join(parts))
-    for battle in report["gam"]:
-        print(
-            f"  GAM {battle['model1']} vs {battle['model2']}: winner {battle['winner']} "
-            f"(r_test {_fmt(battle['r_test'])}, r_samples {_fmt(battle['r_samples'])})"
-        )
-    for key, why in report["skipped"].items():
-        print(f"  skipped {key}: {why}")
-    print(f"report: {Path(out) / 'report.json'}")
-
-
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
 def main(dict_cfg: DictConfig) -> None:
     missing = sorted(OmegaConf.missing_keys(dict_cfg))
@@ -97,7 +62,7 @@ def main(dict_cfg: DictConfig) -> None:
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
-    _print_summary(report, cfg.out or workdir)
+    print(console_summary(report, cfg.out or workdir))
 
 
 def _cli() -> None:

@@ -5,11 +5,12 @@
 
 Every subdirectory of ``DIR`` holding a ``.hydra/config.yaml`` is a run. For each run the table
 lists M, K, the variant, the parameter count, the step reached, the last training loss (from the
-run's ``summary.json``) and the evaluation metrics of :func:`worldmodel.report.evaluate`:
+run's ``summary.json``) and the evaluation metrics of :func:`worldmodel.evaluation.evaluate`:
 
 * with ``--data``, each run's ``checkpoints/last.pt`` is evaluated on the held-out episodes and the
   report is written to ``<run>/eval/``; an existing ``<run>/eval/report.json`` made with the same
-  data, protocol, metrics and checkpoint step is reused (``--reevaluate`` forces a new one);
+  data, protocol, metrics and checkpoint step is reused (``--reevaluate`` forces a new one); the
+  copy-last-frame baseline is evaluated once per protocol and shared by the runs' reports;
 * without ``--data``, existing ``<run>/eval/report.json`` files are read as they are (their
   protocols are printed; the table warns when they differ).
 
@@ -48,9 +49,10 @@ import torch
 import yaml
 
 from worldmodel.checkpoint import CheckpointError, load_checkpoint
-from worldmodel.report import (
+from worldmodel.evaluation import (
     COPY_LAST,
     METRICS,
+    BaselineCache,
     EvaluateConfig,
     evaluate,
     number,
@@ -263,6 +265,7 @@ def _evaluate_run(
     template: EvaluateConfig | None,
     data: str | None,
     reevaluate: bool,
+    baseline_cache: BaselineCache,
 ) -> None:
     report_path = run_dir / EVAL_DIR / "report.json"
     existing = None
@@ -290,7 +293,7 @@ def _evaluate_run(
         log.info("re-evaluating %s: %s", rec.run, why or f"checkpoint step {step} -> {rec.step}")
     print(f"evaluating {rec.run} (step {rec.step}) on {data}", flush=True)
     try:
-        report = evaluate(ecfg)
+        report = evaluate(ecfg, baseline_cache=baseline_cache)
     except RUN_ERRORS as err:
         rec.status = "failed"
         rec.reason += ("; " if rec.reason else "") + f"evaluation failed: {err}"
@@ -430,10 +433,11 @@ def sweep_report(
             raise FileNotFoundError(f"--data {data} is not a directory of held-out episodes")
 
     records: list[RunRecord] = []
+    baseline_cache = BaselineCache()  # copy-last-frame: once per protocol, not once per run
     for run_dir in run_dirs:
         rec, ckpt = inspect_run(run_dir, root)
         if ckpt is not None:
-            _evaluate_run(rec, run_dir, ckpt, root, template, data, reevaluate)
+            _evaluate_run(rec, run_dir, ckpt, root, template, data, reevaluate, baseline_cache)
         records.append(rec)
 
     found = [_run_overrides(d) for d in run_dirs]
@@ -526,7 +530,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--num-videos",
         default=str(d.num_videos),
-        help="clips evaluated, or 'all' (default: %(default)s)",
+        help="at most this many clips (all of them when the data holds fewer), or 'all' "
+        "(default: %(default)s)",
     )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device)
