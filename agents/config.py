@@ -184,7 +184,45 @@ class CEMPlannerConfig:
             ) from None
         if self.mode == "train":
             self._check_lengths()
+            self._check_growing()
         return self
+
+    def _check_growing(self) -> None:
+        """Progressive growing (``loss.progressive``) must be over by the first evaluation.
+
+        Its phases are counted in gradient steps, and the loop takes ``train_steps`` of them per
+        planned episode (50-100), where pretraining takes tens of thousands: with the pretraining
+        schedule (10,000-step phases) the decoder's full-size head would get its first gradient
+        after hundreds of episodes, while evaluation strips, videos and goal planning decode full
+        size frames from the start. So the decoder must be fully grown after the planned episodes
+        before the first evaluation (``eval_every``, or the whole run when it evaluates only at
+        the end). The profiles set phases that fit (``profile=cpu``: 50 steps, one episode;
+        ``profile=gpu``: 200 steps, two episodes).
+        """
+        grow = self.loss.progressive
+        planned = self.episodes - self.seed_episodes
+        if not grow.enabled or self.train_steps == 0 or planned == 0:
+            return
+        schedule = grow.schedule(self.env.size)
+        first_eval = self.eval_every if 0 < self.eval_every <= planned else planned
+        budget = first_eval * self.train_steps
+        if schedule.total_steps <= budget:
+            return
+        phases = 1 + 2 * (len(schedule.resolutions) - 1)  # stabilize, then (fade, stabilize) each
+        fit = budget // phases
+        fix = (
+            f"use loss.progressive.stabilize_steps={fit} loss.progressive.fade_steps={fit} (or "
+            "less), or loss.progressive.enabled=false"
+            if fit > 0
+            else "use loss.progressive.enabled=false (or train longer per episode)"
+        )
+        raise ValueError(
+            f"loss.progressive grows the decoder from {schedule.start_resolution} to "
+            f"{schedule.final_resolution} px over {schedule.total_steps} gradient steps "
+            f"({schedule.total_steps / self.train_steps:g} planned episodes at train_steps="
+            f"{self.train_steps}), but the first evaluation, which decodes full-size frames, comes "
+            f"after {first_eval} planned episodes ({budget} steps); {fix}"
+        )
 
     def _check_lengths(self) -> None:
         """The plan, the training sequences and the episodes must fit into each other.

@@ -23,6 +23,9 @@ style encoder trained here on the same kind of episodes (``python -m worldmodel.
 ``kind=discriminator`` starts from; in a run it is trained with the discriminator, which this
 script does not reproduce). A torchvision AlexNet file cannot be measured here (no downloads).
 Ratios are medians over ``--pairs`` frame pairs from held-out episodes. Nothing is asserted.
+Prints the machine line first. ``--quick`` (about a minute): 4 + 2 episodes, 100 encoder steps,
+64 pairs, the same table; ``--smoke`` (seconds, for the test suite): the stub environment's
+episodes, 2 encoder steps, 8 pairs. Timed in float32: no bf16 here.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from bench.common import add_common_args, apply_threads, machine_line  # noqa: E402
 from bench.compare_losses import ensure_episodes  # noqa: E402
 from worldmodel.comparator import build_comparator  # noqa: E402
 from worldmodel.data import load_episode  # noqa: E402
@@ -90,22 +94,31 @@ def cost_ms(distance, frames: torch.Tensor, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--episodes", type=int, default=12, help="training episodes (encoder)")
-    parser.add_argument("--test-episodes", type=int, default=4)
-    parser.add_argument("--encoder-steps", type=int, default=400)
-    parser.add_argument("--pairs", type=int, default=256)
+    parser.add_argument("--episodes", type=int, default=None, help="training episodes (12)")
+    parser.add_argument("--test-episodes", type=int, default=None, help="held-out episodes (4)")
+    parser.add_argument("--encoder-steps", type=int, default=None, help="default 400")
+    parser.add_argument("--pairs", type=int, default=None, help="default 256")
     parser.add_argument("--gap", type=int, default=4, help="steps between x and y")
-    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", default=None, help="keep the data and encoder here")
+    add_common_args(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
+    size = "smoke" if args.smoke else "quick" if args.quick else "full"
+    defaults = {"full": (12, 4, 400, 256), "quick": (4, 2, 100, 64), "smoke": (1, 1, 2, 8)}[size]
+    names = ("episodes", "test_episodes", "encoder_steps", "pairs")
+    for name, value in zip(names, defaults, strict=True):
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    env = "stub" if args.smoke else "cheetah"
+    if args.smoke:
+        args.repeats = 1
+    print(machine_line())
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_comparators_"))
     train_dir, test_dir = work / "train", work / "test"
-    ensure_episodes(train_dir, args.episodes, seed=0, env="cheetah", size=64)
-    ensure_episodes(test_dir, args.test_episodes, seed=10_000, env="cheetah", size=64)
+    ensure_episodes(train_dir, args.episodes, seed=0, env=env, size=64)
+    ensure_episodes(test_dir, args.test_episodes, seed=10_000, env=env, size=64)
     encoder_path = work / "videonet.pt"
     t0 = time.perf_counter()
     if not encoder_path.exists():
@@ -141,13 +154,13 @@ def main() -> None:
         return (a - b).pow(2).flatten(1).sum(1)
 
     print(
-        f"\ncheetah-run 64 px, {args.pairs} held-out pairs (frame t, t+{args.gap}); "
+        f"\n{env} 64 px, {args.pairs} held-out pairs (frame t, t+{args.gap}); "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     print(f"{'distance':32s} {'mean/other':>10s} {'blur/shift':>10s} {'ms/frame':>9s}")
     mo, bs = ratios(l2, x, y)
     print(f"{'pixel L2 (squared)':32s} {mo:10.3f} {bs:10.3f} {'-':>9s}")
-    batch = x[:32]
+    batch = x[: min(32, len(x))]
     for name, comp in comparators.items():
         # the conditional discriminator also sees context frames: the true frame, twice
         conditional = name.startswith("discriminator")

@@ -18,13 +18,17 @@ model is built with :func:`worldmodel.training_setup.resolve_model_config`. Step
 are interleaved (one step of each per round) so that load from other jobs on a shared machine hits
 them alike; the minimum and the median over rounds are printed. Nothing is asserted.
 
-Run: ``.venv/bin/python bench/bench_progressive.py [--rounds 10] [--threads 1] [--model tiny]``.
+Run: ``.venv/bin/python bench/bench_progressive.py [--quick | --smoke] [--rounds 10] [--threads 1]
+[--model tiny]``. Prints the machine line first. ``--quick``: 3 rounds (the same table);
+``--smoke``: 1 round of batch 2 x 4 frames (seconds, for the test suite). Timed in fp32 (the
+comparison is between loss set-ups; bf16 is never timed here).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -32,11 +36,14 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from worldmodel import pretrain
-from worldmodel.data import Batch
-from worldmodel.svg import WorldModel
-from worldmodel.train import Trainer
-from worldmodel.training_setup import build_trainer, resolve_model_config
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import add_common_args, machine_line  # noqa: E402
+from worldmodel import pretrain  # noqa: E402
+from worldmodel.data import Batch  # noqa: E402
+from worldmodel.svg import WorldModel  # noqa: E402
+from worldmodel.train import Trainer  # noqa: E402
+from worldmodel.training_setup import build_trainer, resolve_model_config  # noqa: E402
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 SIZE, A = 64, 2
@@ -56,22 +63,25 @@ def make_trainer(args: argparse.Namespace, overrides: list[str]) -> Trainer:
 
 
 def at_step(trainer: Trainer, step: int) -> Trainer:
-    """Put the trainer (and its discriminator) at ``step`` of the progressive schedule."""
+    """Put the trainer at ``step`` of the progressive schedule (its one step counter; the
+    discriminator judges each step's predictions at the point they were made at)."""
     trainer.global_step = step
-    if trainer.discriminator is not None:
-        trainer.discriminator.adversarial.step = step
     return trainer
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=None, help="default 10 (quick 3)")
     parser.add_argument("--model", default="tiny")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seq-len", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=None, help="default 8")
+    parser.add_argument("--seq-len", type=int, default=None, help="default 8")
+    add_common_args(parser, threads_default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads or 1)
+    args.rounds = args.rounds or (1 if args.smoke else 3 if args.quick else 10)
+    args.batch = args.batch or (2 if args.smoke else 8)
+    args.seq_len = args.seq_len or (4 if args.smoke else 8)
+    print(machine_line())
 
     gen = torch.Generator().manual_seed(0)
     obs = torch.randint(

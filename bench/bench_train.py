@@ -1,38 +1,64 @@
-"""Training-step throughput of the world model on this machine, against its measured peak.
+"""Training-step throughput of the world model on this machine, and the cost of ``loss=full``.
 
-Prints, for batch 16 x 12 frames at 64x64:
+Prints a machine line (CPU model, cores, threads, torch version, native bf16, CUDA device), then,
+for batch 16 x 12 frames at 64x64:
 
 * the machine's measured peak: a 3x3 conv (the best case for convolutions) and torch.mm 2048^2,
-  fp32 and bf16;
+  fp32 and, where it is native, bf16 (emulated bf16 is skipped, and the output says so);
 * FLOPs of one training step (forward + backward), counted with torch.utils.flop_counter;
-* seconds per step, frames/s and the fraction of the conv peak reached, fp32 and bf16, for the
-  default model (configs/model/svg.yaml) and for SVG-LP's original size (nf 64, g_dim 128, 256 LSTM
-  units, z 64: 12.6M parameters), and for the same model trained the way the original SVG code
-  does it (:class:`SVGBaseline`: a per-time-step loop encoding every frame twice, fp32, NCHW; the
-  original code was timed at ~2.8 s/step, ~442 GFLOP, on this machine), in the same run;
+* seconds per step, frames/s and the fraction of the conv peak reached (fp32, and bf16 where
+  native) for the default model (configs/model/svg.yaml) and for SVG-LP's original size (nf 64,
+  g_dim 128, 256 LSTM units, z 64: 12.6M parameters), and for the same model trained the way the
+  original SVG code does it (:class:`SVGBaseline`: a per-time-step loop encoding every frame
+  twice, fp32, NCHW), in the same run;
 * a latent imagination rollout of 1000 candidates x 12 steps (the planner's inner loop);
-* the parameter count for M in {1, 2, 3} x K in {1, ..., 5} (built on the meta device).
+* the parameter count for M in {1, 2, 3} x K in {1, ..., 5} (built on the meta device);
+* last, the anti-blur objective's cost: a ``loss=full`` step against a ``loss=mse`` step of the
+  same model (the cpu profile's M = K = 0.5), timed in the same run, interleaved, one thread, fp32
+  (bf16 where native), ``loss=full`` fully grown (its progressive schedule over: the most
+  expensive and the steady-state step), with where its time goes and the same step as it was
+  before the discriminator followed K and judged one frame per sequence. The last line reads
+  ``loss=full / loss=mse step time: X.XXx`` (minimum step times).
 
-Run: ``.venv/bin/python bench/bench_train.py`` (``--steps N`` timed steps, ``--threads N``).
-The machine may be shared: the minimum and median of the timed steps are both printed; compare
-numbers from the same run (the peaks are measured in it too).
+Run: ``.venv/bin/python bench/bench_train.py`` (``--steps N`` timed steps, ``--threads N``);
+``--quick`` prints only the machine line and the loss=full / loss=mse section, with fewer steps
+(about 1-3 minutes on the project's 2-core machine); ``--smoke`` runs that section on tiny
+settings in seconds (numbers meaningless). The machine may be shared: the minimum and median of
+the timed steps are both printed; compare numbers from the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from worldmodel.data import Batch
-from worldmodel.device import autocast, cpu_has_native_bf16
-from worldmodel.svg import ModelConfig, WorldModel
-from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import (  # noqa: E402
+    add_common_args,
+    apply_threads,
+    bf16_skip_note,
+    machine_line,
+    native_bf16,
+    peak_lines,
+    peaks,
+    precisions,
+)
+from worldmodel.data import Batch  # noqa: E402
+from worldmodel.device import autocast  # noqa: E402
+from worldmodel.svg import ModelConfig, WorldModel  # noqa: E402
+from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer  # noqa: E402
 
 B, L, SIZE, A = 16, 12, 64, 6
 
@@ -46,19 +72,6 @@ def timeit(fn, steps: int, warmup: int = 1) -> tuple[float, float]:
         fn()
         times.append(time.perf_counter() - t)
     return min(times), statistics.median(times)
-
-
-def peaks(dtype: torch.dtype | None) -> tuple[float, float]:
-    """(conv3x3, mm) GFLOP/s: conv 128->128 at 32x32, batch 32, channels-last; mm 2048^2."""
-    x = torch.randn(32, 128, 32, 32).contiguous(memory_format=torch.channels_last)
-    w = torch.randn(128, 128, 3, 3).contiguous(memory_format=torch.channels_last)
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    if dtype is not None:
-        x, w, a, b = x.to(dtype), w.to(dtype), a.to(dtype), b.to(dtype)
-    conv_flops = 2 * 32 * 128 * 128 * 9 * 32 * 32
-    t_conv, _ = timeit(lambda: F.conv2d(x, w, padding=1), 5)
-    t_mm, _ = timeit(lambda: torch.mm(a, b), 5)
-    return conv_flops / t_conv / 1e9, 2 * 2048**3 / t_mm / 1e9
 
 
 class SVGBaseline(nn.Module):
@@ -210,23 +223,183 @@ def bench_imagine(cfg: ModelConfig, precision: str, steps: int) -> float:
     return t
 
 
+# ---------------------------------------------------------------------------------------------
+# loss=full against loss=mse
+
+
+def compose_trainer(overrides: list[str], size: int, steps_done: str | None) -> Trainer:
+    """A trainer exactly as ``python -m worldmodel.pretrain <overrides>`` builds it (the real
+    presets of configs/), on ``size`` px frames with ``A``-D actions; ``steps_done="grown"`` puts
+    it after its progressive schedule (the generator at full size, alpha 1)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from worldmodel import pretrain
+    from worldmodel.training_setup import build_trainer, resolve_model_config
+
+    pretrain.register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = OmegaConf.to_object(compose("pretrain", overrides=["data=/unused", *overrides]))
+    torch.manual_seed(0)
+    model = WorldModel(resolve_model_config(cfg.model, cfg.loss), size, A)
+    trainer = build_trainer(model, cfg.train, cfg.objective, cfg.loss, "cpu")
+    if steps_done == "grown" and trainer.progressive is not None:
+        trainer.global_step = trainer.progressive.total_steps
+    return trainer
+
+
+class StepClock:
+    """Seconds spent in named parts of a trainer's steps (wraps the anti-blur objective's term
+    functions, its discriminator update and the model's forward pass; the rest of a step is the
+    backward pass -- through the discriminator and the comparator too -- and Adam)."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.seconds: dict[str, float] = {}
+        self.steps = 0
+        self._wrap(trainer.module, "forward", "model forward")
+        objective = trainer.objective
+        if objective is not None:
+            self._wrap(objective, "gdl_term", "GDL")
+            self._wrap(objective, "adversarial_term", "adversarial term (D forward, all scales)")
+            self._wrap(objective, "feature_term", "feature term (comparator forward)")
+            self._wrap(objective, "update", "discriminator update (2 D passes, backward, Adam)")
+
+    def _wrap(self, owner: Any, name: str, label: str) -> None:
+        fn: Callable[..., Any] = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - start
+
+        setattr(owner, name, timed)
+
+
+def loss_ratio(args: argparse.Namespace) -> None:
+    """Time loss=full against loss=mse (same model, same batch, one thread) and print the ratio."""
+    smoke, quick = args.smoke, args.quick
+    b, length, size = (2, 4, 32) if smoke else (B, L, SIZE)
+    precision = "bf16" if native_bf16("cpu") else "fp32"
+    base = [
+        "model.M=0.5",  # the cpu profile's model (configs/profile/cpu.yaml)
+        "model.K=0.5",
+        f"train.batch_size={b}",
+        f"train.seq_len={length}",
+        f"train.precision={precision}",
+    ]
+    old_d = [  # loss=full before its discriminator followed K and judged one frame per sequence
+        "loss.discriminator.width=64",
+        "loss.discriminator.max_width=256",
+        "loss.discriminator.hidden=256",
+        "loss.judged_per_sequence=null",
+    ]
+    variants: dict[str, tuple[list[str], str | None]] = {
+        "loss=mse": (["loss=mse"], None),
+        "loss=full": (["loss=full"], "grown"),
+    }
+    if not smoke:
+        variants["loss=full as before (D 64/256/256, every frame judged)"] = (
+            ["loss=full", *old_d],
+            "grown",
+        )
+    if not (smoke or quick):
+        variants["loss=full, every frame judged (D follows K)"] = (
+            ["loss=full", "loss.judged_per_sequence=null"],
+            "grown",
+        )
+        variants["loss=full at the start of growing (16 px)"] = (["loss=full"], None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainers = {
+            name: compose_trainer([*base, *ov], size, at) for name, (ov, at) in variants.items()
+        }
+        clocks = {name: StepClock(trainers[name]) for name in ("loss=mse", "loss=full")}
+        batch = make_train_batch(b, length, size)
+        warmup, steps = (1, 1) if smoke else (1, 2) if quick else (1, args.steps)
+        slow = "loss=full as before (D 64/256/256, every frame judged)"
+        times: dict[str, list[float]] = {name: [] for name in trainers}
+        for r in range(warmup + steps):  # interleaved: drifts of a shared machine hit all alike
+            for name, trainer in trainers.items():
+                if name == slow and r > warmup:  # ~20-40x a loss=mse step: one timed step
+                    continue
+                if name in clocks and r == warmup:
+                    clocks[name].seconds.clear()
+                start = time.perf_counter()
+                trainer.step(batch)
+                if r >= warmup:
+                    times[name].append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+
+    mse = trainers["loss=mse"]
+    full = trainers["loss=full"]
+    print(
+        f"\nloss=full vs loss=mse: model.M=0.5 model.K=0.5 ({mse.model.num_params() / 1e6:.2f}M "
+        f"parameters), batch {b} x {length} frames, {size} px, {precision}, 1 thread; loss=full "
+        f"after its progressive schedule unless said; s/step min / median of {steps} interleaved "
+        "steps (1 for the old preset)"
+    )
+    t_mse = min(times["loss=mse"])
+    for name, ts in times.items():
+        print(
+            f"  {name:58s} {min(ts):7.3f} / {statistics.median(ts):7.3f}   "
+            f"{min(ts) / t_mse:6.2f}x loss=mse"
+        )
+    adv = full.objective.adversarial if full.objective is not None else None
+    if adv is not None:
+        d = adv.discriminator
+        n_params = sum(p.numel() for p in d.parameters())
+        print(
+            f"discriminator: {n_params / 1e6:.3f}M parameters, scales {d.scales}, widths follow "
+            f"K (width {d.cfg.width}, max {d.cfg.max_width}, hidden {d.cfg.hidden}); judged "
+            f"frames per sequence: {full.objective.cfg.judged_per_sequence}"
+        )
+    for name, clock in clocks.items():
+        per_step = {k: v / steps for k, v in clock.seconds.items()}
+        total = statistics.mean(times[name])
+        parts = ", ".join(f"{k} {v:.3f}" for k, v in per_step.items())
+        rest = (
+            "backward (through D and the comparator too) + Adam"
+            if name != "loss=mse"
+            else ("base terms, backward + Adam")
+        )
+        print(
+            f"where a {name} step's {total:.3f} s go (mean): {parts}, "
+            f"{rest} {total - sum(per_step.values()):.3f}"
+        )
+    print(f"loss=full / loss=mse step time: {min(times['loss=full']) / t_mse:.2f}x")
+
+
+def make_train_batch(b: int, length: int, size: int) -> Batch:
+    """``b`` random sequences of ``length`` frames of ``size`` px with actions and rewards."""
+    g = torch.Generator().manual_seed(0)
+    obs = torch.randint(0, 256, (b, length, 3, size, size), dtype=torch.uint8, generator=g)
+    action = torch.rand(b, length - 1, A, generator=g) * 2 - 1
+    return Batch(obs, action, torch.rand(b, length - 1, generator=g))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5, help="timed training steps per setting")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    add_common_args(parser)
     args = parser.parse_args()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"native bf16: {cpu_has_native_bf16()}"
-    )
+    apply_threads(args)
+    print(machine_line("cpu"))
+    if not (args.quick or args.smoke):
+        throughput(args)
+    loss_ratio(args)
 
-    peak = {}
-    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-        conv, mm = peaks(dtype)
-        peak[name] = conv
-        print(f"peak {name}: conv3x3 {conv:7.0f} GFLOP/s   mm 2048^2 {mm:7.0f} GFLOP/s")
+
+def throughput(args: argparse.Namespace) -> None:
+    """Peaks, the step's FLOPs and speed, the original SVG loop, imagination, parameter counts."""
+    peak = peaks("cpu")
+    print(peak_lines(peak, "cpu"))
+    timed = precisions("cpu")  # bf16 only where native
 
     models = {
         "svg (default, configs/model/svg.yaml)": (ModelConfig(), A),
@@ -240,24 +413,27 @@ def main() -> None:
             n_params = WorldModel(cfg, SIZE, action_dim).num_params()
         flops = step_flops(cfg, action_dim)
         print(f"{name}: {n_params / 1e6:.2f}M params, {flops / 1e9:.0f} GFLOP/step")
-        for precision in ("fp32", "bf16"):
+        for precision in timed:
             t_min, t_med = bench_step(cfg, action_dim, precision, args.steps)
             print(
                 f"  {precision}: {t_min:.3f} / {t_med:.3f} s/step   {B * L / t_min:6.0f} frames/s   "
-                f"{flops / t_min / 1e9:5.0f} GFLOP/s = {flops / t_min / 1e9 / peak[precision]:.0%} "
-                f"of the conv peak"
+                f"{flops / t_min / 1e9:5.0f} GFLOP/s = "
+                f"{flops / t_min / 1e9 / peak[precision].conv:.0%} of the conv peak"
             )
+    note = bf16_skip_note("cpu")
+    if note:
+        print(f"  {note}")
 
     n_params, flops, t_min, t_med = bench_baseline(args.steps)
     print(
         f"SVG-LP original training loop (same model size, this run): {n_params / 1e6:.2f}M params, "
         f"{flops / 1e9:.0f} GFLOP/step\n  fp32: {t_min:.3f} / {t_med:.3f} s/step   "
         f"{B * L / t_min:6.0f} frames/s   {flops / t_min / 1e9:5.0f} GFLOP/s = "
-        f"{flops / t_min / 1e9 / peak['fp32']:.0%} of the conv peak"
+        f"{flops / t_min / 1e9 / peak['fp32'].conv:.0%} of the conv peak"
     )
 
     print("\nlatent imagination, 1000 candidates x 12 steps, default model")
-    for precision in ("fp32", "bf16"):
+    for precision in timed:
         t = bench_imagine(ModelConfig(), precision, args.steps)
         print(f"  {precision}: {t * 1e3:.0f} ms  ({1000 * 12 / t:,.0f} candidate-steps/s)")
 

@@ -208,7 +208,7 @@ def train_one(args: argparse.Namespace, loss: str, data: Path) -> dict[str, Any]
     disc = None
     if disc_state is not None:
         disc = {
-            "updates_attempted": int(disc_state["step"]),
+            "updates_attempted": int(ckpt["state"]["global_step"]),  # one per generator step
             "paused_steps": int(disc_state["paused_steps"]),
             "pause_events": int(disc_state["pause_events"]),
             "paused_at_end": bool(disc_state["paused"]),

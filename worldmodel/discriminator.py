@@ -20,6 +20,7 @@ scale-``k`` prediction ``G_k(X)`` as in Mathieu et al.'s ``L_adv = sum_k BCE(D_k
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -30,7 +31,16 @@ from torch import Tensor, nn
 from worldmodel.losses import multiscale
 from worldmodel.pggan import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, fade_in, resize_to
 
-__all__ = ["DiscriminatorConfig", "MultiScaleDiscriminator", "ScaleDiscriminator"]
+__all__ = [
+    "DEFAULT_CONV_WIDTH",
+    "DiscriminatorConfig",
+    "MultiScaleDiscriminator",
+    "ScaleDiscriminator",
+]
+
+#: The generator conv width the widths follow when none is given: ``ModelConfig``'s at ``K = 1``
+#: (``nf = 32``).
+DEFAULT_CONV_WIDTH = 32
 
 
 @dataclass
@@ -45,9 +55,13 @@ class DiscriminatorConfig:
         clip_length: 1 = ``D`` judges a single frame; ``L > 1`` = a clip of the last ``L`` frames.
         width: channels after the first stride-2 block (at half the frame size), as in DCGAN's
             discriminator; doubled at each halving, capped at ``max_width`` (features at full
-            size, after ``fromRGB``, have ``width / 2``).
-        max_width: channel cap.
-        hidden: width of the first FC layer.
+            size, after ``fromRGB``, have ``width / 2``). None (default): the generator's conv
+            width ``round(K * nf)``, the channels of its encoder at the same size (DCGAN's
+            symmetric D and G), so the discriminators grow and shrink with ``model.K``: 16 at the
+            cpu profile's K = 0.5, 32 at K = 1, 64 at K = 2 (SVG's widths; the fixed widths
+            64 / 256 / 256 used before they followed K).
+        max_width: channel cap; None: ``4 * width``.
+        hidden: width of the first FC layer; None: ``4 * width``.
         leaky_slope: LeakyReLU slope (0.2 PGGAN/DCGAN; DeePSiM used 0.3).
         dropout: dropout before the last FC layer (DeePSiM: 0.5).
         minibatch_std: add PGGAN's minibatch-stddev channel before the last conv.
@@ -65,9 +79,9 @@ class DiscriminatorConfig:
     scales: list[int] = field(default_factory=lambda: [1, 2, 4])
     context_frames: int = 2
     clip_length: int = 1
-    width: int = 64
-    max_width: int = 256
-    hidden: int = 256
+    width: int | None = None
+    max_width: int | None = None
+    hidden: int | None = None
     leaky_slope: float = 0.2
     dropout: float = 0.0
     minibatch_std: bool = True
@@ -92,9 +106,16 @@ class DiscriminatorConfig:
                 f"discriminator.context_frames must be >= 0 and clip_length >= 1, got "
                 f"{self.context_frames} and {self.clip_length}"
             )
-        if self.width < 1 or self.max_width < self.width or self.hidden < 1:
+        for name in ("width", "max_width", "hidden"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or value < 1):
+                raise ValueError(
+                    f"discriminator.{name}={value!r}; expected an integer >= 1 or None"
+                )
+        if self.width is not None and self.max_width is not None and self.max_width < self.width:
             raise ValueError(
-                "discriminator widths must satisfy 1 <= width <= max_width, hidden >= 1"
+                f"discriminator.max_width={self.max_width} is below discriminator.width="
+                f"{self.width}; expected width <= max_width"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"discriminator.dropout must be in [0, 1), got {self.dropout}")
@@ -102,6 +123,14 @@ class DiscriminatorConfig:
             raise ValueError(f"discriminator.betas must be two numbers, got {self.betas}")
         if self.lr <= 0 or self.pause_threshold < 0 or self.gp_weight < 0 or self.wgan_drift < 0:
             raise ValueError("discriminator lr must be > 0 and pause/gp/drift weights >= 0")
+
+    def resolved(self, conv_width: int = DEFAULT_CONV_WIDTH) -> DiscriminatorConfig:
+        """This config with the widths left at None derived from the generator's conv width
+        (``width = conv_width``, ``max_width = hidden = 4 * width``); a new config."""
+        width = self.width if self.width is not None else max(1, int(conv_width))
+        max_width = self.max_width if self.max_width is not None else max(width, 4 * width)
+        hidden = self.hidden if self.hidden is not None else 4 * width
+        return dataclasses.replace(self, width=width, max_width=max_width, hidden=hidden)
 
     @property
     def frames_per_input(self) -> int:
@@ -139,6 +168,10 @@ class ScaleDiscriminator(nn.Module):
         cfg: DiscriminatorConfig,
     ) -> None:
         super().__init__()
+        if cfg.hidden is None:
+            raise ValueError(
+                "ScaleDiscriminator needs resolved widths: DiscriminatorConfig.resolved()"
+            )
         conv = EqualizedConv2d if cfg.equalized_lr else nn.Conv2d
         linear = EqualizedLinear if cfg.equalized_lr else nn.Linear
         self.slope = cfg.leaky_slope
@@ -213,6 +246,8 @@ class MultiScaleDiscriminator(nn.Module):
         channels: image channels.
         min_resolution: smallest full-scale input size to accept (progressive growing's start);
             ``None`` = ``image_size`` only.
+        conv_width: the generator's conv width ``round(K * nf)``, which the widths left at None
+            follow (:meth:`DiscriminatorConfig.resolved`); ``self.cfg`` holds the resolved widths.
 
     ``forward(frame, context)`` returns a list of logits, one ``(B,)`` tensor per scale (same order
     as ``cfg.scales``), and with ``return_features=True`` also a list (per scale) of feature lists.
@@ -224,8 +259,11 @@ class MultiScaleDiscriminator(nn.Module):
         image_size: int,
         channels: int = 3,
         min_resolution: int | None = None,
+        conv_width: int = DEFAULT_CONV_WIDTH,
     ) -> None:
         super().__init__()
+        cfg = cfg.resolved(conv_width)
+        assert cfg.width is not None and cfg.max_width is not None
         min_resolution = image_size if min_resolution is None else min_resolution
         for s in cfg.scales:
             if image_size % s or min_resolution % s or min_resolution // s < 4:
@@ -239,8 +277,10 @@ class MultiScaleDiscriminator(nn.Module):
         self.min_resolution = min_resolution
         in_channels = cfg.frames_per_input * channels
 
+        width, max_width = cfg.width, cfg.max_width
+
         def widths(r: int) -> int:  # channels at resolution r: `width` at half size, x2 per halving
-            return min(cfg.max_width, max(1, cfg.width * image_size // (2 * r)))
+            return min(max_width, max(1, width * image_size // (2 * r)))
 
         self.scale_nets = nn.ModuleList(
             ScaleDiscriminator(in_channels, image_size // s, min_resolution // s, widths, cfg)

@@ -13,10 +13,10 @@ with the base terms of :class:`ObjectiveConfig` (see :func:`objective_terms`)
 * ``reward``: mean squared error of the predicted rewards,
 * ``latent``: ``mean (g_t - stopgrad(E(x_t)))^2``, keeps latent imagination on the data,
 
-plus any ``extra_terms`` given to the :class:`Trainer` (GDL, adversarial, feature losses: name ->
-``(weight, fn(ModelOutput) -> scalar)``). Terms with weight 0 are not computed. A discriminator
-(any object with ``update(real, fake, context) -> dict`` and ``state_dict``/``load_state_dict``) is
-updated after each successful generator step on the detached predictions.
+plus the terms of an ``objective`` given to the :class:`Trainer` (an :class:`ExtraObjective`, e.g.
+:class:`worldmodel.adversarial.AntiBlurObjective`: GDL, adversarial, feature losses, with their
+weights). Terms with weight 0 are not computed. The objective's ``update(out)`` (the discriminator's
+step) runs after each successful generator step, on the same forward pass.
 
 Progressive growing: given a :class:`~worldmodel.pggan.ProgressiveSchedule`, each step predicts
 frames at the schedule's ``(resolution, alpha)`` for the current ``global_step`` (the decoder fades
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,8 +51,7 @@ from worldmodel.svg import ModelConfig, ModelOutput, WorldModel
 
 __all__ = [
     "CHECKPOINT_FORMAT",
-    "DiscriminatorHook",
-    "LossTerm",
+    "ExtraObjective",
     "ObjectiveConfig",
     "TrainConfig",
     "Trainer",
@@ -63,8 +62,6 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "worldmodel-trainer/1"
 RECON_KINDS = ("l2", "l1")
-
-LossTerm = Callable[[ModelOutput], Tensor]
 
 
 class TrainingDiverged(RuntimeError):
@@ -169,16 +166,23 @@ def objective_terms(out: ModelOutput, cfg: ObjectiveConfig) -> dict[str, Tensor]
     return terms
 
 
-class DiscriminatorHook(Protocol):
-    """What the trainer needs from a discriminator (its generator-side loss is an extra term).
+class ExtraObjective(Protocol):
+    """Generator terms beyond the base objective, and the adversary they may train.
 
-    ``update`` gets the real frames ``(B, L-1, C, S, S)``, the predictions (``(B, L-1, C, r, r)``,
-    or a multi-scale decoder's predictions at every scale, coarse to fine) and the context.
+    * ``weights()``: name -> weight of every term ``terms`` may return (names other than the base
+      terms'); ``terms(out)``: name -> unweighted scalar for the terms with weight > 0, from the
+      training forward pass ``out`` (:class:`~worldmodel.svg.ModelOutput`);
+    * ``update(out)``: called with the same ``out`` after each successful generator step (it
+      detaches what it uses), e.g. one discriminator update; returns logs (logged as ``disc/...``);
+    * ``state_dict()`` / ``load_state_dict(state)``: its part of the trainer's checkpoints
+      (``{}``: nothing to keep; a checkpoint without it loads ``{}``).
     """
 
-    def update(
-        self, real: Tensor, fake: Tensor | list[Tensor], context: Tensor
-    ) -> dict[str, float]: ...
+    def weights(self) -> dict[str, float]: ...
+
+    def terms(self, out: ModelOutput) -> dict[str, Tensor]: ...
+
+    def update(self, out: ModelOutput) -> dict[str, float]: ...
 
     def state_dict(self) -> dict[str, Any]: ...
 
@@ -200,12 +204,12 @@ class Trainer:
         train_cfg: optimiser / precision / robustness settings.
         objective_cfg: base loss weights.
         device: where the batches go.
-        extra_terms: more generator loss terms, name -> ``(weight, fn(out) -> scalar)``.
-        discriminator: updated after each successful generator step (see :class:`DiscriminatorHook`).
+        objective: more generator terms and their discriminator (:class:`ExtraObjective`, e.g. the
+            :class:`~worldmodel.adversarial.AntiBlurObjective`); None: the base objective only.
         progressive: the progressive-growing schedule of the decoder (the model needs
-            ``cfg.progressive_heads``), read at ``global_step``; pass the discriminator's own
-            schedule so both grow together (one discriminator update per optimiser step keeps
-            their step counters equal). None: always the full resolution.
+            ``cfg.progressive_heads``), read at ``global_step``, the one step counter: the
+            objective's terms and its discriminator judge each step's predictions at the point
+            they were made at (``ModelOutput.resolution``, ``.alpha``). None: always full size.
 
     Attributes:
         global_step: optimiser steps taken (skipped steps do not count).
@@ -219,18 +223,17 @@ class Trainer:
         train_cfg: TrainConfig,
         objective_cfg: ObjectiveConfig,
         device: torch.device | str,
-        extra_terms: Mapping[str, tuple[float, LossTerm]] | None = None,
-        discriminator: DiscriminatorHook | None = None,
+        objective: ExtraObjective | None = None,
         progressive: ProgressiveSchedule | None = None,
     ) -> None:
         self.train_cfg = train_cfg.validate()
         self.objective_cfg = objective_cfg.validate()
         self.device = torch.device(device)
-        self.extra_terms = dict(extra_terms or {})
-        clash = set(self.extra_terms) & set(objective_cfg.weights())
-        if clash:
-            raise ValueError(f"extra loss terms {sorted(clash)} clash with the base terms")
-        self.discriminator = discriminator
+        self.objective = objective
+        if objective is not None:
+            clash = set(objective.weights()) & set(objective_cfg.weights())
+            if clash:
+                raise ValueError(f"extra loss terms {sorted(clash)} clash with the base terms")
         if (
             dist.is_available()
             and dist.is_initialized()
@@ -273,9 +276,10 @@ class Trainer:
         """All generator terms with a non-zero weight: name -> (weight, unweighted scalar)."""
         weights = self.objective_cfg.weights()
         terms = {k: (weights[k], v) for k, v in objective_terms(out, self.objective_cfg).items()}
-        for name, (weight, fn) in self.extra_terms.items():
-            if weight > 0:
-                terms[name] = (weight, fn(out).float())
+        if self.objective is not None:
+            extra = self.objective.weights()
+            for name, value in self.objective.terms(out).items():
+                terms[name] = (extra[name], value.float())
         if not terms:
             raise ValueError("every loss weight is zero (or no term applies to this batch)")
         return terms
@@ -342,15 +346,8 @@ class Trainer:
             self.optimizer.step()
             self.global_step += 1
             self.nonfinite_steps = 0
-            if self.discriminator is not None:
-                # real frames at full size: the discriminator brings them to its resolution;
-                # a multi-scale decoder's predictions go to the discriminator's scales
-                fake: Tensor | list[Tensor] = out.frames.detach().float()
-                if out.pyramid is not None:
-                    fake = [p.detach().float() for p in out.pyramid]
-                disc_logs = self.discriminator.update(
-                    out.obs[:, 1:].detach(), fake, out.context.detach()
-                )
+            if self.objective is not None:
+                disc_logs = self.objective.update(out)
                 logs.update({f"disc/{k}": float(v) for k, v in disc_logs.items()})
         else:
             self.optimizer.zero_grad(set_to_none=True)
@@ -384,8 +381,10 @@ class Trainer:
             "total_nonfinite": self.total_nonfinite,
             "generator": self.generator.get_state(),
         }
-        if self.discriminator is not None:
-            state["discriminator"] = self.discriminator.state_dict()
+        # the objective's state (its discriminator) keeps the key it had before objectives existed
+        extra = self.objective.state_dict() if self.objective is not None else {}
+        if extra:
+            state["discriminator"] = extra
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -395,10 +394,8 @@ class Trainer:
         self.nonfinite_steps = int(state["nonfinite_steps"])
         self.total_nonfinite = int(state["total_nonfinite"])
         self.generator.set_state(state["generator"].cpu())
-        if self.discriminator is not None:
-            if "discriminator" not in state:
-                raise ValueError("the checkpoint has no discriminator state but this run has one")
-            self.discriminator.load_state_dict(state["discriminator"])
+        if self.objective is not None:  # it raises if it misses a state it needs
+            self.objective.load_state_dict(state.get("discriminator", {}))
 
     def model_spec(self) -> dict[str, Any]:
         """The model's constructor arguments as a plain dict (stored in checkpoints)."""
