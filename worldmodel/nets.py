@@ -227,6 +227,9 @@ class Decoder(nn.Module):
         scales: ``N``, the scales of a multi-scale (coarse-to-fine) decoder; 1 = single scale.
             ``2 <= N <= num_levels(S)`` (coarsest ``S / 2^(N-1) >= 8`` px); not with
             ``progressive_heads``.
+        logits: a single-scale decoder without its final sigmoid: :meth:`forward` returns
+            logits (unbounded) instead of frames in [0, 1]. Used as the canvas-increment net of
+            :class:`worldmodel.gran.GranDecoder`; no progressive heads.
 
     Attributes:
         to_rgb: ``{str(r): 1x1 conv + sigmoid}`` for ``r = 4, 8, ..., S/2`` (features of the level
@@ -246,6 +249,7 @@ class Decoder(nn.Module):
         pixel_norm: bool = False,
         progressive_heads: bool = False,
         scales: int = 1,
+        logits: bool = False,
     ) -> None:
         super().__init__()
         _check_kind(kind)
@@ -267,8 +271,11 @@ class Decoder(nn.Module):
                 "a multi-scale decoder (scales > 1) does not combine with progressive growing "
                 "(progressive_heads); switch one off (e.g. loss.progressive.enabled=false)"
             )
-        self.scales = scales
-        rgb_act = nn.Sigmoid if scales == 1 else nn.Identity  # multi-scale: logits, see pyramid()
+        if logits and (scales > 1 or progressive_heads):
+            raise ValueError("a logits decoder is single-scale and has no progressive heads")
+        self.scales, self.logits = scales, logits
+        # multi-scale: logits, see pyramid(); logits: no output activation at all
+        rgb_act = nn.Sigmoid if scales == 1 and not logits else nn.Identity
         pn = pixel_norm
         # == SVG's ConvTranspose2d(g_dim, 8nf, 4) from 1x1 to 4x4, then BatchNorm + LeakyReLU
         self.stem = nn.Sequential(
@@ -394,7 +401,7 @@ class Decoder(nn.Module):
                 ``r < S`` or ``alpha < 1`` need ``progressive_heads``.
 
         Returns:
-            ``(*lead, C, r, r)`` frames in [0, 1] (``r = S`` by default).
+            ``(*lead, C, r, r)`` frames in [0, 1] (``r = S`` by default); logits with ``logits``.
         """
         if self.scales > 1:
             if (resolution not in (None, self.image_size)) or alpha != 1.0:

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from worldmodel.gran import DECODERS, GranDecoder
 from worldmodel.nets import ENCODERS, Decoder, Encoder, count_params
 from worldmodel.pggan import resize_to
 
@@ -97,6 +98,10 @@ class ModelConfig:
     # upsampled coarser one; 1 = single scale. The anti-blur GDL and adversarial terms then act at
     # every scale. Not with progressive_heads.
     decoder_scales: int = 1
+    # "dcgan": the plain one-pass decoder (mirrors the encoder's dcgan or vgg layout); "gran":
+    # GRAN's recurrent canvas (worldmodel.gran), the frame drawn in gran_steps increments.
+    decoder: str = "dcgan"
+    gran_steps: int = 4  # T, GRAN's drawing steps (used by decoder="gran")
 
     @property
     def units(self) -> int:
@@ -123,13 +128,15 @@ class ModelConfig:
             raise ValueError(f"model.variant={self.variant!r}; expected one of {VARIANTS}")
         if self.encoder not in ENCODERS:
             raise ValueError(f"model.encoder={self.encoder!r}; expected one of {ENCODERS}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"model.decoder={self.decoder!r}; expected one of {DECODERS}")
         for name in ("M", "K"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"model.{name}={value!r}; expected a number > 0")
         positive = ("rnn_units", "nf", "g_dim", "z_dim", "reward_hidden")
         positive += ("predictor_layers", "prior_layers", "posterior_layers")
-        positive += ("decoder_scales",)
+        positive += ("decoder_scales", "gran_steps")
         for name in (*positive, "action_embed"):
             value, low = getattr(self, name), 0 if name == "action_embed" else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -142,6 +149,18 @@ class ModelConfig:
                 f"model.decoder_scales={self.decoder_scales} (multi-scale decoder) does not combine "
                 "with progressive growing of the decoder; set loss.progressive.enabled=false (and "
                 "model.progressive_heads=false) or model.decoder_scales=1"
+            )
+        if self.decoder == "gran" and self.progressive_heads:
+            raise ValueError(
+                "model.decoder=gran (GRAN's canvas decoder) does not support progressive growing; "
+                "set loss.progressive.enabled=false (and model.progressive_heads=false) or "
+                "model.decoder=dcgan"
+            )
+        if self.decoder == "gran" and self.decoder_scales > 1:
+            raise ValueError(
+                f"model.decoder=gran (GRAN's canvas decoder) does not support a multi-scale "
+                f"decoder (model.decoder_scales={self.decoder_scales}); set model.decoder_scales=1 "
+                "or model.decoder=dcgan"
             )
         return self
 
@@ -381,12 +400,16 @@ class WorldModel(nn.Module):
             channels_last=cfg.channels_last,
         )
         self.encoder = Encoder(**conv)
-        self.decoder = Decoder(
-            **conv,
-            pixel_norm=cfg.pixel_norm,
-            progressive_heads=cfg.progressive_heads,
-            scales=cfg.decoder_scales,
-        )
+        self.decoder: Decoder | GranDecoder
+        if cfg.decoder == "gran":
+            self.decoder = GranDecoder(**conv, steps=cfg.gran_steps, pixel_norm=cfg.pixel_norm)
+        else:
+            self.decoder = Decoder(
+                **conv,
+                pixel_norm=cfg.pixel_norm,
+                progressive_heads=cfg.progressive_heads,
+                scales=cfg.decoder_scales,
+            )
 
         if action_dim > 0 and cfg.action_embed > 0:
             self.action_net: nn.Module | None = nn.Sequential(
