@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from agents.cem import Objective
+from worldmodel.rollout import PreparedState, latent_rollout
 
 __all__ = ["latent_reward_objective", "goal_image_objective", "ImaginingModel"]
 
@@ -90,7 +91,9 @@ def latent_reward_objective(
     """PlaNet's objective: the expected sum of predicted rewards over the horizon.
 
     ``return[n] = mean_s sum_t discount**t * reward[n, s, t]``, rolled out with ``decode=False`` (no
-    decoder, no encoder).
+    decoder, no encoder). A :class:`worldmodel.svg.WorldModel` (``imagine`` not overridden) is
+    rolled out by :class:`worldmodel.rollout.LatentRollout`: the same function as its ``imagine``
+    (to float rounding, tested), with fused weights and the state projected once per objective.
 
     Args:
         model: world model with ``imagine`` (see the module docstring).
@@ -107,10 +110,22 @@ def latent_reward_objective(
     if not 0 < discount <= 1:
         raise ValueError(f"discount must be in (0, 1], got {discount!r}")
 
+    # a plain worldmodel.svg.WorldModel takes the fused rollout (the same function, less work:
+    # worldmodel/rollout.py); the observed state is projected once, for every call of the plan
+    fast = latent_rollout(model)
+    prepared: list[PreparedState] = []
+
     def objective(actions: Tensor) -> Tensor:
         n, horizon = actions.shape[:2]
         with torch.inference_mode(), _autocast(actions.device, precision):
-            out = model.imagine(state, actions, samples=samples, decode=False, generator=generator)
+            if fast is not None:
+                if not prepared:
+                    prepared.append(fast.prepare(state))
+                out = fast.run(prepared[0], actions, samples=samples, generator=generator)
+            else:
+                out = model.imagine(
+                    state, actions, samples=samples, decode=False, generator=generator
+                )
         reward = out.reward
         if reward is None:
             raise ValueError(

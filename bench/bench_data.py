@@ -1,7 +1,9 @@
 """Data pipeline figures: episode loading, sequence sampling throughput, memory per frame.
 
-Run: ``.venv/bin/python bench/bench_data.py [--episodes 20] [--steps 500] [--size 64]``.
-Prints numbers only (no assertions on time).
+Run: ``.venv/bin/python bench/bench_data.py [--quick | --smoke] [--episodes 20] [--steps 500]
+[--size 64]``. Prints the machine line, then numbers only (no assertions on time). ``--quick``: 5
+episodes of 200 steps; ``--smoke``: 2 episodes of 20 steps (seconds; the test suite runs it).
+No bf16 here: the data path is uint8 until the model.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,7 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worldmodel.data import EpisodeDataset, ReplayBuffer, SequenceSampler
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import add_common_args, machine_line  # noqa: E402
+from worldmodel.data import EpisodeDataset, ReplayBuffer, SequenceSampler  # noqa: E402
 
 
 def synthetic_episode(steps: int, size: int, action_dim: int, rng: np.random.Generator) -> dict:
@@ -60,12 +66,18 @@ def time_sampler(source, seq_len: int, batch_size: int, n: int = 50) -> tuple[fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--episodes", type=int, default=None, help="default 20 (quick 5)")
+    parser.add_argument("--steps", type=int, default=None, help="default 500 (quick 200)")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--action-dim", type=int, default=6)
+    add_common_args(parser, threads_default=1)
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads or 1)
+    small = 2 if args.smoke else 5 if args.quick else 20
+    args.episodes = args.episodes or small
+    args.steps = args.steps or (20 if args.smoke else 200 if args.quick else 500)
+    samples = 3 if args.smoke else 50
+    print(machine_line())
     rng = np.random.default_rng(0)
     episodes = [
         synthetic_episode(args.steps, args.size, args.action_dim, rng) for _ in range(args.episodes)
@@ -94,7 +106,8 @@ def main() -> None:
     print(f"replay memory: {buffer.nbytes / raw:.4f} x raw frame bytes")
 
     for seq_len, batch_size in ((12, 16), (50, 50)):
-        ms, mbs = time_sampler(dataset, seq_len, batch_size)
+        seq_len = min(seq_len, args.steps)
+        ms, mbs = time_sampler(dataset, seq_len, batch_size, samples)
         print(f"sample B={batch_size} L={seq_len}: {ms:.2f} ms/batch, {mbs:,.0f} MB/s of frames")
 
 

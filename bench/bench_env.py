@@ -10,7 +10,10 @@ one 64x64 render from camera 0. Variants:
 - ``envs cheetah fast_render=False``.
 
 The variants take turns step by step (the machine may be shared, so a busy moment slows them all
-alike); rates are total steps over total time. Run: ``MUJOCO_GL=egl python bench/bench_env.py [--steps 200 --rounds 3]``.
+alike); rates are total steps over total time. Run: ``MUJOCO_GL=egl python bench/bench_env.py
+[--quick | --smoke] [--steps 200 --rounds 3]`` (``--quick``: 100 steps x 1 round, the same ratio
+lines; ``--smoke``: 5 steps, seconds, for the test suite). Prints the machine line first; no bf16
+here (the environment is MuJoCo and NumPy).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+from bench.common import add_common_args, apply_threads, machine_line  # noqa: E402
 from envs import make_env  # noqa: E402
 from envs.base import configure_mujoco_rendering  # noqa: E402
 
@@ -70,9 +74,14 @@ class OurEnv:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200, help="agent steps per episode")
-    parser.add_argument("--rounds", type=int, default=3, help="episodes per variant")
+    parser.add_argument("--steps", type=int, default=None, help="agent steps per episode (200)")
+    parser.add_argument("--rounds", type=int, default=None, help="episodes per variant (3)")
+    add_common_args(parser)
     args = parser.parse_args()
+    apply_threads(args)
+    args.steps = args.steps or (5 if args.smoke else 100 if args.quick else 200)
+    args.rounds = args.rounds or (1 if args.smoke or args.quick else 3)
+    print(machine_line())
 
     # Fewer than 250 steps: cheetah's time limit (1000 physics steps) is never reached.
     steps = min(args.steps, 1000 // REPEAT - 1)

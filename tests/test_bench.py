@@ -1,0 +1,54 @@
+"""Every benchmark in bench/ runs on its smallest setting (``--smoke``), so that none of them rots.
+
+Nothing here looks at a time: a benchmark passes when it exits cleanly, prints the machine line
+first and (bench_planner) its ratio line last. Each run takes seconds of CPU; with the imports in a
+fresh interpreter per script the whole module takes about a minute, hence ``slow``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = sorted(p.name for p in (ROOT / "bench").glob("bench_*.py"))
+LAST_LINES = {
+    "bench_planner.py": re.compile(
+        r"^planner / PlaNet RSSM ms per action \(1000x12x10, same run\): \d+\.\d\dx$"
+    ),
+}
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_benchmarks_are_found():
+    assert {"bench_planner.py", "bench_cem.py", "bench_train.py"} <= set(BENCHMARKS)
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_benchmark_smoke_run(name: str, tmp_path: Path) -> None:
+    args = [sys.executable, str(ROOT / "bench" / name), "--smoke"]
+    if name == "bench_comparators.py":
+        args += ["--workdir", str(tmp_path)]
+    env = {
+        **os.environ,
+        "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
+        "PYOPENGL_PLATFORM": os.environ.get("PYOPENGL_PLATFORM", "egl"),
+        "OMP_NUM_THREADS": "1",
+    }
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (
+        f"{name} --smoke failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
+    lines = proc.stdout.strip().splitlines()
+    assert lines and lines[0].startswith("machine: "), (
+        f"{name}: no machine line first:\n{proc.stdout}"
+    )
+    assert "native bf16" in lines[0] and "CUDA" in lines[0]
+    if name in LAST_LINES:
+        assert LAST_LINES[name].match(lines[-1]), f"{name}: last line {lines[-1]!r}"
