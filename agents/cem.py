@@ -1,4 +1,4 @@
-"""A generic, batched cross-entropy method (CEM) optimiser over action sequences.
+"""A generic, batched cross-entropy method (CEM) optimiser over action sequences, plain or iCEM.
 
 CEM knows nothing about models: it maximises any :data:`Objective`, a function that maps a batch of
 ``N`` action sequences ``(N, H, A)`` to their returns ``(N,)``. Each iteration draws a population
@@ -6,6 +6,23 @@ from a diagonal Gaussian over the whole sequence, clamps it to the action bounds
 call of the objective, keeps the top ``elites`` and refits the Gaussian to them (Rubinstein 1999;
 used for MPC by PlaNet, Hafner et al. 2019, with 1000 candidates, 100 elites, 10 iterations and a
 horizon of 12, which are the defaults here).
+
+``kind="icem"`` is the improved CEM of Pinneri et al. 2020 (iCEM), the same loop with a different
+way of proposing candidates (:class:`_ICEMProposal`, the only place it differs):
+
+* the noise is coloured, with power spectrum ``1/f^noise_beta`` along the horizon
+  (:func:`coloured_noise`): successive actions are correlated, as good controls usually are;
+  ``noise_beta=0`` is white noise, plain CEM's;
+* the best ``floor(keep_elites * elites)`` elites of an iteration are kept into the next iteration
+  with their returns (not evaluated again), and, shifted by one step, into the first iteration of
+  the next time step's plan (evaluated again there: the state has changed);
+* the population shrinks: iteration ``i`` samples ``N_i = max(floor(population * gamma^-i),
+  2 * elites)`` fresh candidates (``gamma = population_decay``, and never more than ``population``;
+  :func:`population_sizes`); the shifted elites come on top in the first iteration;
+* the mean is evaluated as a candidate in the last iteration, and the best candidate is returned
+  (``return_mean=None`` means the kind's default: the mean for ``cem``, the best for ``icem``).
+  Since the kept elites carry their returns, the best of the last iteration is the best of the
+  whole plan whenever at least one elite is kept.
 
 Everything is a batched tensor op on the device of the action bounds (the model's device): sampling,
 clamping, top-k, refit. The only host synchronisation is one scalar check per iteration that at least
@@ -33,6 +50,7 @@ Example::
 
     cem = CEM(CEMConfig(), low=torch.full((6,), -1.0), high=torch.full((6,), 1.0))
     action = cem.act(objective)   # (6,)
+    icem = CEM(CEMConfig(kind="icem", population=300, elites=20, iterations=4), low, high)
 """
 
 from __future__ import annotations
@@ -44,10 +62,21 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Objective", "CEMConfig", "CEMInfo", "CEM", "NonFiniteObjectiveError"]
+__all__ = [
+    "Objective",
+    "CEMConfig",
+    "CEMInfo",
+    "CEM",
+    "NonFiniteObjectiveError",
+    "KINDS",
+    "coloured_noise",
+    "population_sizes",
+]
 
 Objective = Callable[[Tensor], Tensor]
 """Maps action sequences ``(N, H, A)`` to returns ``(N,)`` (higher is better)."""
+
+KINDS = ("cem", "icem")
 
 
 class NonFiniteObjectiveError(RuntimeError):
@@ -67,7 +96,11 @@ class CEMConfig:
     """Hyper-parameters of :class:`CEM` (defaults: PlaNet's planner).
 
     Attributes:
-        population: candidates sampled and evaluated per iteration (``N``), int >= 1.
+        kind: ``cem`` (plain CEM, PlaNet's) or ``icem`` (Pinneri et al. 2020: coloured noise, kept
+            elites, a shrinking population, the best candidate returned; the ``noise_beta``,
+            ``keep_elites`` and ``population_decay`` fields are read only by ``icem``).
+        population: candidates sampled and evaluated per iteration (``N``), int >= 1; with
+            ``icem`` the first iteration's (``N_0``), see :func:`population_sizes`.
         elites: best candidates the Gaussian is refit to, int in ``[1, population]``.
         iterations: refits per plan, int >= 1.
         horizon: planning horizon ``H`` in (agent) steps, int >= 1.
@@ -77,15 +110,27 @@ class CEMConfig:
             exploration when the elites collapse early (PlaNet has none; TD-MPC2 uses 0.05). Float in
             ``[0, init_std]``; 0 disables the floor.
         alpha: smoothing of the refit, ``mean = alpha * old + (1 - alpha) * elite_mean`` (same for
-            the std); 0 = plain CEM (PlaNet), 0.1 is mbrl-lib's default. Float in ``[0, 1)``.
-        warm_start: keep the solution between calls; :meth:`CEM.act` shifts it by one step.
+            the std); 0 = plain CEM (PlaNet), 0.1 is mbrl-lib's default and iCEM's. Float in
+            ``[0, 1)``.
+        warm_start: keep the solution between calls; :meth:`CEM.act` shifts it by one step. With
+            ``icem`` the kept elites are carried over (and shifted) the same way.
         return_mean: True returns the final mean of the Gaussian (PlaNet), which averages out the
             noise of a stochastic objective; False returns the single best candidate evaluated over
             all iterations, which keeps a rare good sample that the refit would average away
-            (sparse rewards) and suits a deterministic objective.
+            (sparse rewards) and suits a deterministic objective. None (the default) is the kind's
+            own choice: the mean for ``cem``, the best candidate for ``icem``.
         evaluate_mean: make the current mean the first candidate of every iteration's population
             (the population size is unchanged), so that with ``return_mean=False`` the result is
-            never worse than the mean (iCEM, Pinneri et al. 2020, does this at the last iteration).
+            never worse than the mean. ``icem`` always does this in its last iteration.
+        noise_beta: ``icem``: exponent of the noise's power spectrum ``1/f^beta`` along the horizon
+            (:func:`coloured_noise`); 0 is white noise (plain CEM's), 2 is Brownian-like, larger
+            values give smoother sequences. iCEM used 2-4 on most tasks and 0.25 on HalfCheetah,
+            whose good gaits switch fast. Float >= 0.
+        keep_elites: ``icem``: fraction of the elites kept into the next iteration and, shifted, into
+            the next step's first iteration (``floor(keep_elites * elites)`` sequences; 0 keeps
+            none). Float in ``[0, 1]``.
+        population_decay: ``icem``: ``gamma`` of ``N_i = max(population * gamma^-i, 2 * elites)``;
+            1 keeps the population constant. Float >= 1.
     """
 
     population: int = 1000
@@ -96,11 +141,27 @@ class CEMConfig:
     min_std: float = 0.05
     alpha: float = 0.0
     warm_start: bool = True
-    return_mean: bool = True
+    return_mean: bool | None = None
     evaluate_mean: bool = False
+    kind: str = "cem"
+    noise_beta: float = 2.0
+    keep_elites: float = 0.3
+    population_decay: float = 1.25
+
+    @property
+    def returns_mean(self) -> bool:
+        """Whether a plan returns the mean (``return_mean``, or the kind's default when None)."""
+        return self.kind == "cem" if self.return_mean is None else self.return_mean
+
+    @property
+    def kept_elites(self) -> int:
+        """Number of elites an ``icem`` plan keeps between iterations and steps (0 for ``cem``)."""
+        return math.floor(self.keep_elites * self.elites) if self.kind == "icem" else 0
 
     def validate(self) -> CEMConfig:
         """Raise ValueError naming the first bad field and its accepted range; return self."""
+        if self.kind not in KINDS:
+            raise ValueError(f"CEMConfig.kind must be one of {KINDS}, got {self.kind!r}")
         for name in ("population", "elites", "iterations", "horizon"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
@@ -120,10 +181,93 @@ class CEMConfig:
             )
         if not _is_real(self.alpha) or not 0 <= self.alpha < 1:
             raise ValueError(f"CEMConfig.alpha must be a float in [0, 1), got {self.alpha!r}")
-        for name in ("warm_start", "return_mean", "evaluate_mean"):
+        for name in ("warm_start", "evaluate_mean"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"CEMConfig.{name} must be a bool, got {getattr(self, name)!r}")
+        if self.return_mean is not None and not isinstance(self.return_mean, bool):
+            raise ValueError(
+                f"CEMConfig.return_mean must be a bool or None (the kind's default), "
+                f"got {self.return_mean!r}"
+            )
+        if not _is_real(self.noise_beta) or self.noise_beta < 0:
+            raise ValueError(
+                f"CEMConfig.noise_beta must be a finite float >= 0, got {self.noise_beta!r}"
+            )
+        if not _is_real(self.keep_elites) or not 0 <= self.keep_elites <= 1:
+            raise ValueError(
+                f"CEMConfig.keep_elites must be a float in [0, 1], got {self.keep_elites!r}"
+            )
+        if not _is_real(self.population_decay) or self.population_decay < 1:
+            raise ValueError(
+                f"CEMConfig.population_decay must be a finite float >= 1, "
+                f"got {self.population_decay!r}"
+            )
         return self
+
+
+def population_sizes(cfg: CEMConfig) -> list[int]:
+    """Fresh candidates sampled in each iteration of a plan.
+
+    ``cem``: ``population`` every iteration. ``icem``: ``N_i = max(floor(N_0 * gamma^-i), 2K)``
+    with ``N_0 = population``, ``gamma = population_decay`` and ``K = elites``, capped at ``N_0``
+    (so ``2K > N_0`` keeps ``N_0``). An ``icem`` plan that follows :meth:`CEM.act` also evaluates
+    the ``cfg.kept_elites`` shifted elites in its first iteration.
+    """
+    n0, k = cfg.population, cfg.elites
+    if cfg.kind == "cem":
+        return [n0] * cfg.iterations
+    return [
+        min(n0, max(math.floor(n0 * cfg.population_decay**-i), 2 * k))
+        for i in range(cfg.iterations)
+    ]
+
+
+def coloured_noise(
+    n: int,
+    horizon: int,
+    action_dim: int,
+    beta: float,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Gaussian noise ``(n, horizon, action_dim)`` with power spectrum ``1/f^beta`` over the horizon.
+
+    Each of the ``n * action_dim`` sequences is an independent stationary Gaussian process of
+    ``horizon`` steps with unit variance at every step; ``beta = 0`` is white noise (exactly
+    ``torch.randn`` of that shape, so plain CEM's draws), ``beta = 1`` pink, ``beta = 2`` red.
+
+    Made in the frequency domain (Timmer & König 1995): the Fourier coefficient of frequency ``f``
+    (``f = k / horizon``, ``k = 0 .. horizon // 2``) is a complex Gaussian of amplitude
+    ``f^(-beta / 2)``, the zero frequency taking the amplitude of the lowest non-zero one (``1 /
+    horizon``) so that it stays finite; the inverse real FFT makes the sequence, and one analytic
+    factor scales it to unit variance.
+    """
+    shape = (n, horizon, action_dim)
+    if beta == 0:
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    freqs = torch.fft.rfftfreq(horizon, device=device, dtype=work)  # (F,) 0, 1/H, .., ~1/2
+    amplitude = freqs.clamp(min=1.0 / horizon).pow(-beta / 2)  # (F,)
+    # the zero frequency and, for an even horizon, the Nyquist one are their own mirror images:
+    # real coefficients, with twice the variance of each part so that E|X_f|^2 is the same rule
+    self_mirror = torch.zeros_like(freqs, dtype=torch.bool)
+    self_mirror[0] = True
+    if horizon % 2 == 0:
+        self_mirror[-1] = True
+    parts = torch.randn(
+        (2, n, len(freqs), action_dim), generator=generator, device=device, dtype=work
+    )
+    real = parts[0] * torch.where(self_mirror, math.sqrt(2.0), 1.0)[:, None]
+    imag = parts[1].masked_fill(self_mirror[:, None], 0.0)
+    spectrum = torch.complex(real, imag) * amplitude[:, None]  # (n, F, A)
+    x = torch.fft.irfft(spectrum, n=horizon, dim=1)  # (n, H, A)
+    # Var(x_t) = (2 / H^2) * sum over the full spectrum of amplitude^2; the mirrored frequencies
+    # (all but the self-mirrored) appear twice in it
+    multiplicity = torch.where(self_mirror, 1.0, 2.0)
+    variance = 2 * (multiplicity * amplitude.square()).sum() / horizon**2
+    return (x / variance.sqrt()).to(dtype)
 
 
 @dataclass
@@ -133,19 +277,127 @@ class CEMInfo:
 
     Attributes:
         elite_return: ``(iterations,)`` mean return of the (finite) elites of each iteration.
-        best_return: ``(iterations,)`` best finite return of each iteration.
-        nonfinite: ``(iterations,)`` number of candidates with a non-finite return.
+        best_return: ``(iterations,)`` best finite return of each iteration (kept elites included).
+        nonfinite: ``(iterations,)`` number of evaluated candidates with a non-finite return.
         std: ``(H, A)`` standard deviation of the Gaussian after the last refit.
+        evaluated: candidates the objective evaluated in each iteration (host ints; their sum is
+            the plan's cost in imagined rollouts).
     """
 
     elite_return: Tensor
     best_return: Tensor
     nonfinite: Tensor
     std: Tensor
+    evaluated: tuple[int, ...] = ()
+
+
+class _CEMProposal:
+    """Plain CEM's candidates: white noise, the same population each iteration, nothing carried
+    over. :class:`CEM` calls these hooks; :class:`_ICEMProposal` overrides them."""
+
+    kept: Tensor | None = None  # elites carried over (none here)
+
+    def __init__(self, cfg: CEMConfig, cem: CEM) -> None:
+        self.cfg = cfg
+        self.cem = cem
+        self.sizes = population_sizes(cfg)
+
+    def noise(self, n: int) -> Tensor:
+        """``(n, H, A)`` standard noise."""
+        low = self.cem.low
+        shape = (n, self.cfg.horizon, low.shape[0])
+        return torch.randn(shape, generator=self.cem.generator, device=low.device, dtype=low.dtype)
+
+    def evaluates_mean(self, it: int) -> bool:
+        return self.cfg.evaluate_mean
+
+    def start(self, carry_over: bool) -> None:
+        """A plan begins; ``carry_over`` is False when it ignores the warm start."""
+
+    def add_candidates(self, it: int, samples: Tensor) -> Tensor:
+        """Candidates to evaluate with the fresh ``samples`` ``(n, H, A)`` of iteration ``it``."""
+        return samples
+
+    def add_evaluated(self, it: int, samples: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
+        """Already evaluated candidates (and their scores) to rank with this iteration's."""
+        return samples, scores
+
+    def keep(self, elites: Tensor, scores: Tensor) -> None:
+        """The iteration's elites ``(K, H, A)``, best first, and their scores ``(K,)``."""
+
+    def shift(self) -> None:
+        """One step has been executed (:meth:`CEM.act`)."""
+
+    def reset(self) -> None:
+        """Forget everything carried over (a new episode)."""
+
+
+class _ICEMProposal(_CEMProposal):
+    """iCEM's candidates (Pinneri et al. 2020): coloured noise, a shrinking population (the sizes
+    come from :func:`population_sizes`), the best ``cfg.kept_elites`` elites carried into the next
+    iteration with their scores and, shifted by one step, into the next plan, and the mean
+    evaluated in the last iteration."""
+
+    def __init__(self, cfg: CEMConfig, cem: CEM) -> None:
+        super().__init__(cfg, cem)
+        self.count = cfg.kept_elites
+        self.kept: Tensor | None = None  # (k, H, A), best first
+        self.kept_scores: Tensor | None = None  # (k,) scores of ``kept`` within the current plan
+        self.previous: Tensor | None = None  # (k, H, A) the last plan's kept elites, to re-evaluate
+
+    def noise(self, n: int) -> Tensor:
+        low = self.cem.low
+        return coloured_noise(
+            n,
+            self.cfg.horizon,
+            low.shape[0],
+            self.cfg.noise_beta,
+            generator=self.cem.generator,
+            device=low.device,
+            dtype=low.dtype,
+        )
+
+    def evaluates_mean(self, it: int) -> bool:
+        return self.cfg.evaluate_mean or it == self.cfg.iterations - 1
+
+    def start(self, carry_over: bool) -> None:
+        self.previous = self.kept if carry_over and self.cfg.warm_start else None
+        self.kept = self.kept_scores = None
+
+    def add_candidates(self, it: int, samples: Tensor) -> Tensor:
+        if it > 0 or self.previous is None:
+            return samples
+        return torch.cat([samples, self.previous])  # their scores changed with the state
+
+    def add_evaluated(self, it: int, samples: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
+        if self.kept is None or self.kept_scores is None:
+            return samples, scores
+        return torch.cat([samples, self.kept]), torch.cat([scores, self.kept_scores])
+
+    def keep(self, elites: Tensor, scores: Tensor) -> None:
+        if self.count > 0:
+            self.kept, self.kept_scores = elites[: self.count], scores[: self.count]
+
+    def shift(self) -> None:
+        """Drop the executed first step of the kept elites; their new last step is drawn from the
+        re-initialised Gaussian (the centre of the box, ``init_std``), clamped to the box."""
+        if self.kept is None or not self.cfg.warm_start:
+            return
+        cem = self.cem
+        last = cem.centre + self.cfg.init_std * cem.half_range * self.noise(len(self.kept))[:, -1:]
+        last = last.clamp(cem.low, cem.high)  # (k, 1, A)
+        self.kept = torch.cat([self.kept[:, 1:], last], dim=1)
+
+    def reset(self) -> None:
+        self.kept = self.kept_scores = self.previous = None
+
+
+_PROPOSALS: dict[str, type[_CEMProposal]] = {"cem": _CEMProposal, "icem": _ICEMProposal}
 
 
 class CEM:
-    """Batched cross-entropy method over action sequences in a box.
+    """Batched cross-entropy method over action sequences in a box (plain CEM or iCEM, after
+    ``cfg.kind``).
 
     Args:
         cfg: hyper-parameters (validated here).
@@ -154,8 +406,8 @@ class CEM:
         generator: optional ``torch.Generator`` on the same device as the bounds, for
             reproducible plans; None uses torch's global RNG.
 
-    The planner's only state is the warm-start mean (``warm_start_mean``), forgotten by
-    :meth:`reset` (call it at the start of every episode).
+    The planner's state is the warm-start mean (``warm_start_mean``) and, with ``icem``, the kept
+    elites (``kept_elites``), forgotten by :meth:`reset` (call it at the start of every episode).
     """
 
     def __init__(
@@ -189,9 +441,10 @@ class CEM:
         self.low = low
         self.high = high
         self.generator = generator
-        self._centre = (low + high) / 2  # (A,)
-        self._half_range = (high - low) / 2  # (A,)
+        self.centre = (low + high) / 2  # (A,)
+        self.half_range = (high - low) / 2  # (A,)
         self._warm: Tensor | None = None  # (H, A)
+        self._proposal = _PROPOSALS[cfg.kind](cfg, self)
         self.last_info: CEMInfo | None = None
 
     @property
@@ -203,9 +456,16 @@ class CEM:
         """``(H, A)`` mean the next plan starts from, or None (start at the centre of the box)."""
         return self._warm
 
+    @property
+    def kept_elites(self) -> Tensor | None:
+        """``icem``: ``(k, H, A)`` elites kept from the last plan (best first; shifted by
+        :meth:`act`), which the next plan evaluates in its first iteration; None for ``cem``."""
+        return self._proposal.kept
+
     def reset(self) -> None:
-        """Forget the warm start (call at the start of an episode)."""
+        """Forget the warm start and the kept elites (call at the start of an episode)."""
         self._warm = None
+        self._proposal.reset()
         self.last_info = None
 
     @torch.no_grad()
@@ -214,12 +474,14 @@ class CEM:
 
         Args:
             objective: maps ``(N, H, A)`` sequences (within the bounds) to ``(N,)`` returns; called
-                exactly ``iterations`` times, once per iteration, with ``N = population``.
+                exactly ``iterations`` times, once per iteration, with ``N = population`` (``cem``)
+                or ``N = population_sizes(cfg)[i]`` plus, in the first iteration after
+                :meth:`act`, the kept elites (``icem``).
             init_mean: optional ``(H, A)`` initial mean (clamped to the bounds); overrides the warm
-                start for this call.
+                start (and the kept elites) for this call.
 
         Returns:
-            ``(H, A)`` the final mean (``return_mean=True``) or the best candidate seen. With
+            ``(H, A)`` the final mean (``return_mean``) or the best candidate seen. With
             ``warm_start`` it is also kept as the next plan's initial mean (unshifted: use
             :meth:`act` to advance it).
 
@@ -228,7 +490,7 @@ class CEM:
             ValueError: the objective returned the wrong shape.
         """
         cfg = self.cfg
-        n, h, a = cfg.population, cfg.horizon, self.action_dim
+        h, a = cfg.horizon, self.action_dim
         low, high = self.low, self.high
         if init_mean is not None:
             if init_mean.shape != (h, a):
@@ -240,44 +502,50 @@ class CEM:
         elif cfg.warm_start and self._warm is not None:
             mean = self._warm
         else:
-            mean = self._centre.expand(h, a)
-        std = (cfg.init_std * self._half_range).expand(h, a)
-        min_std = cfg.min_std * self._half_range  # (A,)
+            mean = self.centre.expand(h, a)
+        std = (cfg.init_std * self.half_range).expand(h, a)
+        min_std = cfg.min_std * self.half_range  # (A,)
 
+        proposal = self._proposal
+        proposal.start(carry_over=init_mean is None)
         neg_inf = torch.tensor(-math.inf, device=low.device)
         best_return = neg_inf
         best_seq = mean
-        elite_log, best_log, nonfinite_log = [], [], []
-        for it in range(cfg.iterations):
+        elite_log, best_log, nonfinite_log, evaluated = [], [], [], []
+        for it, n in enumerate(proposal.sizes):
             # sample the population and keep it in the box: (N, H, A)
-            noise = torch.randn(
-                (n, h, a), generator=self.generator, device=low.device, dtype=low.dtype
-            )
-            samples = torch.addcmul(mean, std, noise).clamp_(low, high)
-            if cfg.evaluate_mean:
+            samples = torch.addcmul(mean, std, proposal.noise(n)).clamp_(low, high)
+            if proposal.evaluates_mean(it):
                 samples[0] = mean
+            samples = proposal.add_candidates(it, samples)  # iCEM: the last plan's elites
 
             returns = objective(samples)
-            if returns.shape != (n,):
+            m = len(samples)
+            if returns.shape != (m,):
                 raise ValueError(
-                    f"the objective must map action sequences (N, H, A) = {(n, h, a)} to returns "
-                    f"of shape (N,) = ({n},), got {tuple(returns.shape)}"
+                    f"the objective must map action sequences (N, H, A) = {(m, h, a)} to returns "
+                    f"of shape (N,) = ({m},), got {tuple(returns.shape)}"
                 )
             returns = returns.to(device=low.device, dtype=torch.float32)
             finite = torch.isfinite(returns)
+            if not bool(finite.any()):
+                raise NonFiniteObjectiveError(
+                    f"CEM iteration {it}: the objective returned no finite value for any of the "
+                    f"{m} candidates; the model or cost produces NaN/inf (diverged weights? "
+                    "bad input scaling?)"
+                )
             scores = torch.where(finite, returns, neg_inf)  # non-finite ranks last
+            nonfinite_log.append((~finite).sum())
+            evaluated.append(m)
+            samples, scores = proposal.add_evaluated(it, samples, scores)  # iCEM: kept elites
 
             # elites: (K, H, A); top.values sorted, so values[0] is the iteration's best
             top = torch.topk(scores, cfg.elites, sorted=True)
-            if not bool(torch.isfinite(top.values[0])):
-                raise NonFiniteObjectiveError(
-                    f"CEM iteration {it}: the objective returned no finite value for any of the "
-                    f"{n} candidates; the model or cost produces NaN/inf (diverged weights? "
-                    "bad input scaling?)"
-                )
             elites = samples[top.indices]
+            proposal.keep(elites, top.values)
             # refit to the finite elites only (fewer than K when many returns are non-finite)
-            w = torch.isfinite(top.values).to(low.dtype)  # (K,)
+            finite_top = torch.isfinite(top.values)
+            w = finite_top.to(low.dtype)  # (K,)
             w = (w / w.sum())[:, None, None]
             elite_mean = (w * elites).sum(0)  # (H, A)
             elite_std = ((w * (elites - elite_mean).square()).sum(0)).sqrt()
@@ -291,11 +559,10 @@ class CEM:
             best_seq = torch.where(better, elites[0], best_seq)
             best_return = torch.maximum(top.values[0], best_return)
 
-            elite_log.append((w.flatten() * torch.where(finite[top.indices], top.values, 0)).sum())
+            elite_log.append((w.flatten() * torch.where(finite_top, top.values, 0)).sum())
             best_log.append(top.values[0])
-            nonfinite_log.append((~finite).sum())
 
-        solution = (mean if cfg.return_mean else best_seq).clone()
+        solution = (mean if cfg.returns_mean else best_seq).clone()
         if cfg.warm_start:
             self._warm = solution
         self.last_info = CEMInfo(
@@ -303,15 +570,18 @@ class CEM:
             best_return=torch.stack(best_log),
             nonfinite=torch.stack(nonfinite_log),
             std=std,
+            evaluated=tuple(evaluated),
         )
         return solution
 
     def act(self, objective: Objective) -> Tensor:
         """Plan and return the first action ``(A,)``; with ``warm_start``, shift the kept plan by one
-        step (its last step restarts at the centre of the box)."""
+        step (its last step restarts at the centre of the box), and with ``icem`` the kept elites
+        too."""
         solution = self.plan(objective)
         if self.cfg.warm_start:
-            self._warm = torch.cat([solution[1:], self._centre[None]], dim=0)
+            self._warm = torch.cat([solution[1:], self.centre[None]], dim=0)
+            self._proposal.shift()
         return solution[0].clone()
 
 
