@@ -176,3 +176,31 @@ def test_discriminator_comparator_trains(stub_data, tmp_path):
     )
     summary = pretrain.run(cfg, tmp_path)
     assert np.isfinite(summary["loss_terms"]["loss/feat"])
+
+
+def test_use_actions_false_trains_the_action_free_ablation(stub_data, tmp_path):
+    cfg = _cfg(*TINY, f"data={stub_data}", "steps=2", "video_every=0", "use_actions=false")
+    summary = pretrain.run(cfg, tmp_path)
+    assert "loss/reward" not in summary["loss_terms"]  # no actions: no reward head either
+    payload = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert not any(k.startswith("reward_head") for k in payload["state"]["model"])
+
+
+def test_checkpoint_interval_in_time(stub_data, tmp_path, monkeypatch):
+    """With ckpt_every far away, a time interval of 0+ seconds saves after every step."""
+    saved: list[int] = []
+    original = pretrain.Trainer.save
+
+    def spy(self, path, extra=None):
+        saved.append(self.global_step)
+        return original(self, path, extra=extra)
+
+    monkeypatch.setattr(pretrain.Trainer, "save", spy)
+    base = [*TINY, f"data={stub_data}", "steps=3", "video_every=0", "ckpt_every=1000"]
+    pretrain.run(_cfg(*base, "ckpt_every_s=1e-9"), tmp_path / "timed")
+    assert saved == [1, 2, 3, 3]  # every step (time rule), then the final save
+    saved.clear()
+    pretrain.run(_cfg(*base, "ckpt_every_s=0"), tmp_path / "steps_only")
+    assert saved == [3]  # the time rule off: only the final save
+    with pytest.raises(ValueError, match="ckpt_every_s"):
+        _cfg(*base, "ckpt_every_s=-1").validate()

@@ -16,6 +16,7 @@ calls :func:`run`, which tests call directly.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -57,6 +58,12 @@ class PretrainConfig:
         out: output directory; ``None`` uses hydra's run directory.
         resume: continue from ``<out>/checkpoints/last.pt`` at its step.
         log_every / video_every / ckpt_every: intervals in steps (0 disables videos).
+        ckpt_every_s: also checkpoint when this many seconds of training have passed since the
+            last checkpoint (whichever of ``ckpt_every`` and ``ckpt_every_s`` comes first), so a
+            killed CPU run loses at most this much work; 0 disables the time rule.
+        use_actions: condition on the episodes' actions (and learn their rewards); false trains
+            the same model action-free (the ablation "does the model use its actions?"), as for
+            imported video.
         video_samples: prior samples shown per sequence in the prediction strips.
         on_bad_file: ``skip`` (load the rest, report the bad files) or ``raise``.
         progress: show a progress bar.
@@ -74,6 +81,8 @@ class PretrainConfig:
     log_every: int = 25
     video_every: int = 500
     ckpt_every: int = 500
+    ckpt_every_s: float = 600.0
+    use_actions: bool = True
     video_samples: int = 2
     on_bad_file: str = "skip"
     progress: bool = True
@@ -84,6 +93,10 @@ class PretrainConfig:
         for name in ("steps", "log_every", "ckpt_every", "video_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r}; expected an integer >= 1")
+        if not self.ckpt_every_s >= 0:  # NaN too
+            raise ValueError(
+                f"ckpt_every_s={self.ckpt_every_s!r}; expected seconds >= 0 (0 disables)"
+            )
         if self.video_every < 0:
             raise ValueError(f"video_every={self.video_every!r}; expected >= 0 (0 disables)")
         if self.on_bad_file not in ("skip", "raise"):
@@ -166,7 +179,8 @@ def _run(cfg: PretrainConfig, workdir, device: torch.device, info: DistInfo) -> 
     )
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     model_cfg = resolve_model_config(cfg.model, cfg.loss)  # loss-driven decoder options
-    model = WorldModel(model_cfg, dataset.image_size, dataset.action_dim or 0).to(device)
+    action_dim = (dataset.action_dim or 0) if cfg.use_actions else 0
+    model = WorldModel(model_cfg, dataset.image_size, action_dim).to(device)
     trainer = build_trainer(model, cfg.train, cfg.objective, cfg.loss, device)
 
     start_step = 0
@@ -191,7 +205,7 @@ def _run(cfg: PretrainConfig, workdir, device: torch.device, info: DistInfo) -> 
         print(
             f"model {cfg.model.variant} M={cfg.model.M} K={cfg.model.K}: {n_params:,} parameters; "
             f"data {dataset.num_episodes} episodes / {dataset.num_frames:,} frames "
-            f"{dataset.image_size}px, actions={dataset.action_dim or 0}, "
+            f"{dataset.image_size}px, actions={action_dim}, "
             f"rewards={dataset.has_reward}; device {device}"
             f"{f' x {info.world_size} ranks' if info.enabled else ''}; "
             f"precision {trainer.amp_dtype or torch.float32}",
@@ -215,10 +229,13 @@ def _run(cfg: PretrainConfig, workdir, device: torch.device, info: DistInfo) -> 
             total=cfg.steps, initial=start_step, desc="pretrain", unit="step", file=sys.stdout
         )
     t0, frames, last_logs = time.perf_counter(), 0, {}
+    last_save = t0
     step = start_step
     try:
         while step < cfg.steps:
             batch = sampler.sample()
+            if not cfg.use_actions:
+                batch = dataclasses.replace(batch, action=None, reward=None)
             logs = trainer.step(batch)
             if logs["nonfinite"]:
                 if writer is not None:
@@ -236,8 +253,13 @@ def _run(cfg: PretrainConfig, workdir, device: torch.device, info: DistInfo) -> 
                 writer.add_scalar("perf/frames_per_s", frames / (time.perf_counter() - t0), step)
             if writer is not None and cfg.video_every and step % cfg.video_every == 0:
                 _log_predictions(writer, trainer, batch, cfg, step)
-            if step % cfg.ckpt_every == 0:
+            # the time rule: rank 0's clock decides (checked every log_every steps under DDP)
+            due = cfg.ckpt_every_s > 0 and time.perf_counter() - last_save >= cfg.ckpt_every_s
+            if info.enabled:
+                due = step % cfg.log_every == 0 and broadcast_object(due, info)
+            if step % cfg.ckpt_every == 0 or due:
                 save()
+                last_save = time.perf_counter()
     except TrainingDiverged:
         log.error("training diverged; the last good checkpoint is %s", ckpt_path)
         raise

@@ -1,0 +1,97 @@
+"""bench/video_quality.py end to end on tiny settings: data, training, evaluation, result files."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location(
+        "video_quality", ROOT / "bench" / "video_quality.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["video_quality"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _moving_square_video(path: Path, frames: int = 60) -> None:
+    """A real mp4: a bright square moving right over a gradient (what import_video reads)."""
+    import imageio.v3 as iio
+
+    video = np.zeros((frames, 64, 64, 3), np.uint8)
+    video[..., 2] = np.linspace(0, 120, 64, dtype=np.uint8)[None, None, :]
+    for t in range(frames):
+        x = (2 * t) % 48
+        video[t, 20:36, x : x + 16] = 255
+    iio.imwrite(path, video, plugin="pyav", fps=10, codec="libx264")
+
+
+@pytest.mark.slow
+def test_quick_pipeline_writes_the_contracted_results(tmp_path):
+    vq = _load()
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _moving_square_video(videos / "square.mp4")
+    results = tmp_path / "results"
+    argv = [
+        "--quick",
+        "--env",
+        "stub",
+        "--runs",
+        "svg-mse,svg-mse-noaction",
+        "--workdir",
+        str(tmp_path / "work"),
+        "--results",
+        str(results),
+        "--video-src",
+        str(videos),
+    ]
+    assert vq.main(argv) == 0
+
+    rows = list(csv.reader((results / "video_quality_quick.csv").open()))
+    assert ",".join(rows[0]) == vq.CSV_HEADER  # the header is a contract
+    got = {(r[0], r[1]) for r in rows[1:]}
+    assert {
+        ("stub", "copy-last-frame"),
+        ("stub", "svg-mse"),
+        ("stub", "svg-mse-noaction"),
+        ("video", "copy-last-frame"),
+        ("video", "svg-mse"),
+    } <= got
+    by = {(r[0], r[1]): dict(zip(rows[0], r, strict=True)) for r in rows[1:]}
+    trained = by[("stub", "svg-mse")]
+    assert int(trained["steps"]) == 6 and int(trained["params"]) > 0
+    assert 0 < float(trained["psnr_mean"]) <= float(trained["psnr_best"])
+    assert by[("stub", "copy-last-frame")]["steps"] == ""  # not a trained model
+    md = (results / "video_quality_quick.md").read_text()
+    assert "Machine:" in md and "Protocol:" in md and "1a. svg-mse beats copy-last-frame" in md
+    assert list(results.glob("video_quality_quick_stub_*.png"))
+
+    # resumable: a second call trains nothing and reuses the evaluation
+    before = (tmp_path / "work" / "eval" / "stub" / "report.json").stat().st_mtime
+    assert vq.main(argv) == 0
+    assert (tmp_path / "work" / "eval" / "stub" / "report.json").stat().st_mtime == before
+
+
+def test_run_overrides_and_unknown_runs():
+    vq = _load()
+    names = [r.name for r in vq.RUNS]
+    assert {"svg-mse", "svg-mse-noaction", "lstm-mse", "cnn-mse", "svg-full", "gran-full"} <= set(
+        names
+    )
+    noaction = next(r for r in vq.RUNS if r.name == "svg-mse-noaction")
+    assert "use_actions=false" in noaction.overrides()
+    for (m, k), name in vq.CAPACITY.items():
+        run = next(r for r in vq.RUNS if r.name == name)
+        assert (run.M, run.K) == (m, k)
+    with pytest.raises(SystemExit):
+        vq.parse(["--runs", "nope"])
