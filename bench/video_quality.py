@@ -81,7 +81,7 @@ RUNS: tuple[Run, ...] = (
     Run("lstm-mse", variant="lstm"),
     Run("cnn-mse", variant="cnn"),
     Run("svg-full", loss="full", extra=_FULL),
-    Run("gran-full", loss="full", extra=(*_FULL, "model.decoder=gran")),
+    Run("gran-full", loss="full", extra=(*_FULL, "model.decoder=gran", "model.gran_steps=2")),
     Run("svg-mse-M0.25-K0.25", M=0.25, K=0.25),
     Run("svg-mse-M1-K1", M=1.0, K=1.0),
 )
@@ -378,7 +378,7 @@ def rows_of(data: str, report: dict) -> list[dict]:
                 "psnr_step10": float(curve[-1]) if curve else None,
                 "swd": _value(res, "swd", "value"),
                 "fd": _value(res, "frechet", "value"),
-                "sharpness": _value(res, "sharpness", "mean", "value"),
+                "sharpness": _value(res, "sharpness", "value"),
                 "_curves": {
                     f"{m}_{k}": (res.get(m, {}).get(k) or {}).get("curve")
                     for m in ("psnr", "ssim")
@@ -623,7 +623,12 @@ def parse(argv: list[str] | None = None) -> Settings:
             "model.g_dim=16",
             "model.z_dim=4",
         )
-        s.eval_extra = ("samples=2", "num_videos=8", "metrics=[psnr,ssim,swd,gam]", "visualize=1")
+        s.eval_extra = (
+            "samples=2",
+            "num_videos=8",
+            "metrics=[psnr,ssim,swd,sharpness,gam]",
+            "visualize=1",
+        )
     return s
 
 

@@ -149,7 +149,8 @@ def test_full_report_on_static_video(compose, runs, static_data, tmp_path):
 
     for label, res in report["results"].items():
         samples = 1 if label == COPY_LAST else 3
-        assert {"psnr", "ssim", "ms_ssim", "swd", "frechet"} <= set(res)
+        assert {"psnr", "ssim", "ms_ssim", "swd", "frechet", "sharpness"} <= set(res)
+        assert len(res["sharpness"]["curve"]) == 3 and res["sharpness"]["value"] > 0
         for metric in ("psnr", "ssim", "ms_ssim"):
             for agg, name in (("mean", "mean"), ("best", "best-of-N")):
                 entry = res[metric][agg]
@@ -177,6 +178,7 @@ def test_full_report_on_static_video(compose, runs, static_data, tmp_path):
     assert copy["ssim"]["mean"]["value"] == pytest.approx(1.0, abs=1e-6)
     assert copy["ms_ssim"]["best"]["value"] == pytest.approx(1.0, abs=1e-6)
     assert copy["swd"]["value"] == pytest.approx(0.0, abs=1e-9)
+    assert copy["sharpness"]["value"] == pytest.approx(1.0, abs=1e-6)  # the truth itself
     assert copy["frechet"]["value"] == pytest.approx(0.0, abs=1e-6)
     model_psnr = number(report["results"]["run_a"]["psnr"]["best"]["value"])
     assert (
@@ -203,6 +205,7 @@ def test_full_report_on_static_video(compose, runs, static_data, tmp_path):
         COPY_LAST,
     ]
     assert "| run_a |" in (out / "summary.md").read_text()
+    assert "sharpness" in (out / "summary.md").read_text()
 
 
 def test_deterministic_under_the_seed(compose, runs, data, tmp_path):

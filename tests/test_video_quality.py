@@ -72,6 +72,8 @@ def test_quick_pipeline_writes_the_contracted_results(tmp_path):
     assert int(trained["steps"]) == 6 and int(trained["params"]) > 0
     assert 0 < float(trained["psnr_mean"]) <= float(trained["psnr_best"])
     assert by[("stub", "copy-last-frame")]["steps"] == ""  # not a trained model
+    assert float(trained["sharpness"]) > 0 and float(trained["swd"]) >= 0
+    assert by[("stub", "copy-last-frame")]["fd"] == ""  # not requested by --quick: left empty
     md = (results / "video_quality_quick.md").read_text()
     assert "Machine:" in md and "Protocol:" in md and "1a. svg-mse beats copy-last-frame" in md
     assert list(results.glob("video_quality_quick_stub_*.png"))

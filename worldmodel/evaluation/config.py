@@ -25,7 +25,7 @@ __all__ = [
 
 REPORT_FORMAT = "worldmodel-evaluation/1"
 IMAGE_METRICS = ("psnr", "ssim", "ms_ssim")
-METRICS = (*IMAGE_METRICS, "swd", "frechet", "diversity", "gam")
+METRICS = (*IMAGE_METRICS, "swd", "frechet", "sharpness", "diversity", "gam")
 COPY_LAST = "copy-last-frame"
 FEEDBACK = ("decode", "latent")
 MISSING = "???"
@@ -65,7 +65,9 @@ class EvaluateConfig:
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
         out: output directory; None = the hydra run directory (or ``workdir`` given to evaluate).
         baselines: more checkpoints evaluated side by side with ``ckpt``.
-        metrics: any of ``psnr, ssim, ms_ssim, swd, frechet, diversity, gam``. A requested metric
+        metrics: any of ``psnr, ssim, ms_ssim, swd, frechet, sharpness, diversity, gam``
+            (``sharpness``: mean image-gradient magnitude of the prediction over the truth's, per
+            frame, averaged over samples and clips; 1 = as sharp as the truth, < 1 = blurrier). A requested metric
             the data or the models cannot give (e.g. a Frechet distance from too few clips, GAM
             without two discriminators) is reported as skipped, with the reason.
         i3d: reference I3D weights (TorchScript or state dict, supplied by the user): the Frechet

@@ -3,7 +3,7 @@
 :func:`predict_all` runs a :class:`~worldmodel.evaluation.candidates.Candidate` (a world model
 sampling from its learned prior, or the copy-last-frame baseline) over every clip and keeps only
 what the report needs (:class:`Predictions`): the per-video image-metric curves, the diversity per
-clip, sample 0 of every clip (for SWD, the Frechet distance and GAM) and the samples shown.
+clip, the sharpness per clip and step, sample 0 of every clip (for SWD, the Frechet distance and GAM) and the samples shown.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import Tensor
 from worldmodel.evaluation.candidates import Candidate
 from worldmodel.evaluation.clips import Clips
 from worldmodel.evaluation.config import EvaluateConfig
-from worldmodel.metrics import MetricCurve, Protocol, diversity, per_step_metrics
+from worldmodel.metrics import MetricCurve, Protocol, diversity, per_step_metrics, sharpness
 from worldmodel.train import predict
 
 __all__ = ["Predictions", "batches", "copy_last_frame", "predict_all"]
@@ -42,6 +42,7 @@ class Predictions:
 
     curves: dict[str, MetricCurve]
     diversity: Tensor | None  # (N,)
+    sharpness: Tensor | None  # (N, n_future): per clip and step, mean over samples
     first_sample: Tensor  # uint8 (N, n_future, C, H, W): sample 0 of every clip
     shown: Tensor  # uint8 (V, k, n_future, C, H, W): samples for strips / GIFs
     samples: int
@@ -56,6 +57,7 @@ def predict_all(
     base: Protocol,
     image_metrics: Sequence[str],
     want_diversity: bool,
+    want_sharpness: bool = False,
 ) -> Predictions:
     """Predict ``cfg.n_future`` frames after ``cfg.n_past`` for every clip, ``cfg.samples`` per clip
     (1 for copy-last-frame), with a fresh generator seeded by ``cfg.seed``."""
@@ -63,7 +65,7 @@ def predict_all(
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     per_video: dict[str, list[Tensor]] = {}
     protocols: dict[str, Protocol] = {}
-    div, first, shown = [], [], []
+    div, sharp, first, shown = [], [], [], []
     samples = 1
     for sl in batches(len(clips), cfg.batch_size):
         obs = clips.obs[sl].to(device)
@@ -84,6 +86,9 @@ def predict_all(
             for key, c in curves.items():
                 per_video.setdefault(key, []).append(c.per_video.cpu())
                 protocols.setdefault(key, c.protocol)
+        if want_sharpness:
+            truth = target.unsqueeze(1).expand_as(pred)
+            sharp.append(sharpness(pred, truth).mean(dim=1).cpu())  # (B, T)
         if want_diversity and samples >= 2:
             div.append(diversity(pred).cpu())
         pred_u8 = pred.mul(255).round().to(torch.uint8).cpu()
@@ -100,6 +105,7 @@ def predict_all(
     return Predictions(
         curves=curves,
         diversity=torch.cat(div) if div else None,
+        sharpness=torch.cat(sharp) if sharp else None,
         first_sample=torch.cat(first),
         shown=torch.cat(shown) if shown else torch.zeros(0, dtype=torch.uint8),
         samples=samples,

@@ -50,7 +50,7 @@ class MetricPlan:
 
     Attributes:
         image_metrics: the requested PSNR / SSIM / MS-SSIM.
-        swd, diversity: whether they were requested.
+        swd, sharpness, diversity: whether they were requested.
         frechet: the Frechet distance's reference, None when not requested or skipped.
         skipped: ``{metric: reason}`` for requested metrics the clips do not allow.
         details: protocol details shared by every number (seed, clip selection, feedback, prior).
@@ -59,6 +59,7 @@ class MetricPlan:
     image_metrics: list[str]
     swd: bool
     diversity: bool
+    sharpness: bool
     frechet: FrechetReference | None
     skipped: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
@@ -83,6 +84,7 @@ def plan_metrics(cfg: EvaluateConfig, clips: Clips, device: torch.device) -> Met
         image_metrics=[m for m in IMAGE_METRICS if m in cfg.metrics],
         swd="swd" in cfg.metrics,
         diversity="diversity" in cfg.metrics,
+        sharpness="sharpness" in cfg.metrics,
         frechet=None,
         details={
             "seed": cfg.seed,
@@ -113,7 +115,9 @@ def score_candidate(
         checkpoint=cand.checkpoint_desc(),
         details={**plan.details, "actions": _actions_note(cand, clips)},
     )
-    pred = predict_all(cand, clips, cfg, device, base, plan.image_metrics, plan.diversity)
+    pred = predict_all(
+        cand, clips, cfg, device, base, plan.image_metrics, plan.diversity, plan.sharpness
+    )
     stamp = base.replace(
         predicted_frames=cfg.n_future, samples_per_video=pred.samples, num_videos=len(clips)
     )
@@ -123,6 +127,8 @@ def score_candidate(
     }
     if plan.swd:
         results["swd"] = _swd_entry(clips, pred, stamp, cfg)
+    if pred.sharpness is not None:
+        results["sharpness"] = _sharpness_entry(pred.sharpness, stamp)
     if plan.frechet is not None:
         results["frechet"] = _frechet_entry(plan.frechet, clips, pred, stamp, cfg, device)
     skipped = {}
@@ -161,6 +167,32 @@ def _curve_entry(curve: MetricCurve) -> dict[str, Any]:
 
 def _entry(value: Any, proto: Protocol, **extra: Any) -> dict[str, Any]:
     return {**extra, "value": value, "protocol": proto.to_dict(), "description": proto.describe()}
+
+
+def _sharpness_entry(per_video: Tensor, stamp: Protocol) -> dict[str, Any]:
+    """Relative sharpness (:func:`~worldmodel.metrics.sharpness`): per step, mean over samples
+    and clips; ``value`` is its mean over the steps (1 = as sharp as the truth)."""
+    per_video = per_video.double()
+    finite = torch.isfinite(per_video).all(dim=1)  # a flat true frame makes a ratio infinite
+    kept = per_video[finite]
+    n = kept.shape[0]
+    proto = stamp.replace(
+        metric="sharpness",
+        details={
+            **stamp.details,
+            "definition": "mean gradient magnitude of the prediction / of the truth, per frame; "
+            "mean over samples, clips and steps (1 = as sharp as the truth, < 1 = blurrier)",
+            "clips_with_a_flat_true_frame_left_out": int((~finite).sum()),
+        },
+    )
+    avg = kept.mean(dim=1)
+    return {
+        "value": float(avg.mean()) if n else math.nan,
+        "sem": float(avg.std() / math.sqrt(n)) if n > 1 else math.nan,
+        "curve": kept.mean(dim=0).tolist() if n else [],
+        "protocol": proto.to_dict(),
+        "description": proto.describe(),
+    }
 
 
 def _swd_entry(clips: Clips, pred: Predictions, stamp: Protocol, cfg: EvaluateConfig) -> dict:

@@ -46,7 +46,12 @@ def markdown(report: Mapping[str, Any]) -> str:
     results = report["results"]
     present = [c for c in _IMAGE_COLUMNS if any(c[0] in r for r in results.values())]
     extra = []
-    for key, head in (("swd", "SWD x1e3"), ("frechet", None), ("diversity", "diversity")):
+    for key, head in (
+        ("swd", "SWD x1e3"),
+        ("frechet", None),
+        ("sharpness", "sharpness"),
+        ("diversity", "diversity"),
+    ):
         if any(key in r for r in results.values()):
             if head is None:
                 head = next(r[key]["name"] for r in results.values() if key in r)
@@ -100,6 +105,7 @@ def console_summary(report: Mapping[str, Any], out: str | Path) -> str:
         parts += [f"SWD {fmt(res['swd']['value'])}"] if "swd" in res else []
         if "frechet" in res:
             parts.append(f"{res['frechet']['name']} {fmt(res['frechet']['value'])}")
+        parts += [f"sharpness {fmt(res['sharpness']['value'])}"] if "sharpness" in res else []
         parts += [f"diversity {fmt(res['diversity']['value'])}"] if "diversity" in res else []
         lines.append(f"  {label}: " + ", ".join(parts))
     for battle in report["gam"]:
