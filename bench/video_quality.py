@@ -4,6 +4,7 @@
     python bench/video_quality.py --runs svg-mse,svg-mse-noaction --jobs 2
     python bench/video_quality.py --video-src DIR      # also the real-video rows (your own files)
     python bench/video_quality.py --quick              # the whole pipeline on tiny settings
+    python bench/video_quality.py --runs svg-full --train-only   # train now, evaluate later
 
 Stages, each skipped when its output is already there (so a killed run is resumed by running the
 same command again):
@@ -99,6 +100,7 @@ class Settings:
     env: str
     video_src: Path | None
     runs: list[Run] = field(default_factory=list)
+    train_only: bool = False
     train_episodes: int = 100
     test_episodes: int = 20
     batch: tuple[str, ...] = ("train.batch_size=16", "train.seq_len=12", f"train.n_past={N_PAST}")
@@ -595,6 +597,11 @@ def parse(argv: list[str] | None = None) -> Settings:
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--video-src", type=Path, default=None, help="a folder of your own videos")
     p.add_argument("--env", default="cheetah", help="environment preset of the control data")
+    p.add_argument(
+        "--train-only",
+        action="store_true",
+        help="stop after training (run the command again without it to evaluate every run)",
+    )
     a = p.parse_args(argv)
     names = [r.name for r in RUNS]
     wanted = names if a.runs == "all" else [x.strip() for x in a.runs.split(",") if x.strip()]
@@ -611,6 +618,7 @@ def parse(argv: list[str] | None = None) -> Settings:
         env=a.env,
         video_src=a.video_src,
         runs=[r for r in RUNS if r.name in wanted],
+        train_only=a.train_only,
     )
     if a.quick:
         s.train_episodes, s.test_episodes = 3, 2
@@ -646,6 +654,9 @@ def main(argv: list[str] | None = None) -> int:
         data_dirs["video"] = video
     jobs = [(d, data_dirs[d][0], r) for r in s.runs for d in _data_of(s, r) if d in data_dirs]
     failed = train_all(s, jobs)
+    if s.train_only:
+        print(f"training done{f'; failed: {failed}' if failed else ''}", flush=True)
+        return 1 if failed else 0
     reports: dict[str, dict] = {}
     rows: list[dict] = []
     images: dict[str, list[str]] = {}
