@@ -76,15 +76,16 @@ class Run:
 # loss=full here: progressive growing off (its 10,000-step phases would keep a run of this budget
 # below full resolution); everything else is the preset.
 _FULL = ("loss.progressive.enabled=false",)
+# in the order they are trained (most important first; the costliest last)
 RUNS: tuple[Run, ...] = (
     Run("svg-mse", data=("cheetah", "video")),
     Run("svg-mse-noaction", extra=("use_actions=false",)),
+    Run("svg-full", loss="full", extra=_FULL),
     Run("lstm-mse", variant="lstm"),
     Run("cnn-mse", variant="cnn"),
-    Run("svg-full", loss="full", extra=_FULL),
-    Run("gran-full", loss="full", extra=(*_FULL, "model.decoder=gran", "model.gran_steps=2")),
     Run("svg-mse-M0.25-K0.25", M=0.25, K=0.25),
     Run("svg-mse-M1-K1", M=1.0, K=1.0),
+    Run("gran-full", loss="full", extra=(*_FULL, "model.decoder=gran", "model.gran_steps=2")),
 )
 # the capacity series: (M, K) -> run name; M = K = 0.5 is svg-mse itself
 CAPACITY = {(0.25, 0.25): "svg-mse-M0.25-K0.25", (0.5, 0.5): "svg-mse", (1.0, 1.0): "svg-mse-M1-K1"}
