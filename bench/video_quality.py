@@ -83,12 +83,18 @@ RUNS: tuple[Run, ...] = (
     Run("svg-full", loss="full", extra=_FULL),
     Run("lstm-mse", variant="lstm"),
     Run("cnn-mse", variant="cnn"),
+    Run("svg-mse-M0.125-K0.125", M=0.125, K=0.125),
     Run("svg-mse-M0.25-K0.25", M=0.25, K=0.25),
     Run("svg-mse-M1-K1", M=1.0, K=1.0),
     Run("gran-full", loss="full", extra=(*_FULL, "model.decoder=gran", "model.gran_steps=2")),
 )
 # the capacity series: (M, K) -> run name; M = K = 0.5 is svg-mse itself
-CAPACITY = {(0.25, 0.25): "svg-mse-M0.25-K0.25", (0.5, 0.5): "svg-mse", (1.0, 1.0): "svg-mse-M1-K1"}
+CAPACITY = {
+    (0.125, 0.125): "svg-mse-M0.125-K0.125",
+    (0.25, 0.25): "svg-mse-M0.25-K0.25",
+    (0.5, 0.5): "svg-mse",
+    (1.0, 1.0): "svg-mse-M1-K1",
+}
 
 
 @dataclass
