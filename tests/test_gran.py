@@ -217,5 +217,3 @@ def test_decoder_refuses_growing_and_bad_steps():
         dec(g, terms, alpha=0.5)
     with pytest.raises(ValueError, match="steps"):
         GranDecoder("dcgan", 32, 3, nf=4, g_dim=6, steps=0)
-    with pytest.raises(ValueError, match="logits"):
-        Decoder("dcgan", 32, 3, nf=4, g_dim=6, logits=True, progressive_heads=True)

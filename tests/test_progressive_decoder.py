@@ -25,9 +25,10 @@ from worldmodel import pretrain
 from worldmodel.adversarial import AdversarialTrainer, AntiBlurConfig
 from worldmodel.checkpoint import load_checkpoint, save_checkpoint
 from worldmodel.data import Batch
+from worldmodel.decoders import MultiScaleDecoder, ProgressiveDecoder
 from worldmodel.discriminator import DiscriminatorConfig
-from worldmodel.nets import Decoder, Encoder
-from worldmodel.pggan import PixelNorm, ProgressiveConfig
+from worldmodel.nets import Decoder, Encoder, PixelNorm
+from worldmodel.pggan import ProgressiveConfig
 from worldmodel.svg import WorldModel
 from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer, model_from_checkpoint
 from worldmodel.training_setup import build_trainer, resolve_model_config
@@ -68,7 +69,7 @@ def _decoder_inputs(kind: str, size: int, seed: int = 0):
     """A decoder with heads (eval mode), an embedding ``(2, 6)`` and its skip terms."""
     torch.manual_seed(seed)
     enc = Encoder(kind, size, 3, nf=4, g_dim=6)
-    dec = Decoder(kind, size, 3, nf=4, g_dim=6, progressive_heads=True).eval()
+    dec = ProgressiveDecoder(kind, size, 3, nf=4, g_dim=6).eval()
     with torch.no_grad():
         h, skips = enc(torch.rand(2, 3, size, size))
         terms = dec.skip_terms(skips)
@@ -167,7 +168,7 @@ def test_growing_decoder_errors(model_config):
     with pytest.raises(ValueError, match="alpha"):
         dec(g, terms, resolution=16, alpha=1.5)
     plain = Decoder("dcgan", 32, 3, 4, 6)
-    assert plain.to_rgb is None and plain.resolutions == [32]
+    assert not hasattr(plain, "to_rgb") and plain.resolutions == [32]
     with pytest.raises(ValueError, match="progressive_heads"):
         plain(g, terms, resolution=16)
     with pytest.raises(ValueError, match="progressive_heads"):
@@ -355,7 +356,8 @@ def test_checkpoint_round_trip_and_old_checkpoints(tmp_path, model_config):
     trainer.step(Batch(*_batch()))
     path = trainer.save(tmp_path / "c.pt")
     model = model_from_checkpoint(path)
-    assert model.cfg.pixel_norm and model.cfg.progressive_heads and model.decoder.to_rgb is not None
+    assert model.cfg.pixel_norm and model.cfg.progressive_heads
+    assert isinstance(model.decoder, ProgressiveDecoder)
     for k, v in trainer.model.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
     resumed = _progressive_trainer(model_config, loss, seed=1)
@@ -372,7 +374,7 @@ def test_checkpoint_round_trip_and_old_checkpoints(tmp_path, model_config):
         del payload["model"]["config"][name]
     old = save_checkpoint(tmp_path / "old.pt", payload)
     model = model_from_checkpoint(old)
-    assert not model.cfg.pixel_norm and model.decoder.to_rgb is None
+    assert not model.cfg.pixel_norm and type(model.decoder) is Decoder
     old_trainer.load(old)  # resuming is not refused for the missing keys
 
 
@@ -417,7 +419,7 @@ def test_multiscale_decoder_is_coarse_to_fine(kind, model_config):
     size = 32
     torch.manual_seed(0)
     enc = Encoder(kind, size, 3, nf=4, g_dim=6)
-    dec = Decoder(kind, size, 3, nf=4, g_dim=6, scales=3).eval()
+    dec = MultiScaleDecoder(kind, size, 3, nf=4, g_dim=6, scales=3).eval()
     assert sorted(int(r) for r in dec.residual_heads) == [8, 16]
     with torch.no_grad():
         terms = dec.skip_terms(enc(torch.rand(2, 3, size, size))[1])
@@ -439,9 +441,7 @@ def test_multiscale_decoder_is_coarse_to_fine(kind, model_config):
     with pytest.raises(ValueError, match="full size"):
         dec(g, terms, resolution=16)
     with pytest.raises(ValueError, match="scales"):
-        Decoder(kind, size, 3, 4, 6, scales=4)  # the coarsest would be 4 px
-    with pytest.raises(ValueError, match="progressive"):
-        Decoder(kind, size, 3, 4, 6, scales=2, progressive_heads=True)
+        MultiScaleDecoder(kind, size, 3, 4, 6, scales=4)  # the coarsest would be 4 px
     with pytest.raises(ValueError, match="decoder_scales"):
         model_config(decoder_scales=2, progressive_heads=True)
     with pytest.raises(ValueError, match="decoder_scales"):
@@ -450,9 +450,37 @@ def test_multiscale_decoder_is_coarse_to_fine(kind, model_config):
     torch.manual_seed(1)
     plain = Decoder(kind, size, 3, 4, 6).state_dict()
     torch.manual_seed(1)
-    multi = Decoder(kind, size, 3, 4, 6, scales=3).state_dict()
+    multi = MultiScaleDecoder(kind, size, 3, 4, 6, scales=3).state_dict()
     assert set(multi) - set(plain) == {k for k in multi if k.startswith("residual_heads.")}
     assert all(torch.equal(multi[k], v) for k, v in plain.items())
+
+
+# the parameter names of the decoders before they were split into Decoder and its two wrappers
+# (checkpoints store them): a 32 px dcgan decoder's trunk, then its heads
+_TRUNK_KEYS = {
+    *(f"levels.0.{k}" for k in ("main.bias", "main.weight", "skip.weight")),
+    *(f"levels.{i}.{k}" for i in (1, 2) for k in ("main.weight", "skip.weight")),
+    *(f"levels.{i}.post.0.{k}" for i in (1, 2) for k in ("weight", "bias")),
+    *(f"levels.{i}.post.0.{k}" for i in (1, 2) for k in ("running_mean", "running_var")),
+    *(f"levels.{i}.post.0.num_batches_tracked" for i in (1, 2)),
+    "stem.0.weight",
+    *(f"stem.2.{k}" for k in ("weight", "bias", "running_mean", "running_var")),
+    "stem.2.num_batches_tracked",
+}
+
+
+def test_decoder_parameter_names_are_unchanged():
+    """Checkpoints written before the split load: same names, trunk weights in the same places."""
+    assert set(Decoder("dcgan", 32, 3, 4, 6).state_dict()) == _TRUNK_KEYS
+    heads = {f"to_rgb.{r}.0.{k}" for r in (4, 8, 16) for k in ("weight", "bias")}
+    assert set(ProgressiveDecoder("dcgan", 32, 3, 4, 6).state_dict()) == _TRUNK_KEYS | heads
+    residual = {f"residual_heads.{r}.{k}" for r in (8, 16) for k in ("weight", "bias")}
+    multi = MultiScaleDecoder("dcgan", 32, 3, 4, 6, pixel_norm=True, scales=3)
+    assert set(multi.state_dict()) == _TRUNK_KEYS | residual
+    # a state dict of one loads into another of the same trunk (strict for the shared names)
+    plain = Decoder("dcgan", 32, 3, 4, 6, pixel_norm=True)
+    missing, unexpected = plain.load_state_dict(multi.state_dict(), strict=False)
+    assert not missing and set(unexpected) == residual
 
 
 def test_discriminator_judges_one_candidate_per_scale():

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from worldmodel.nets import Decoder
+from worldmodel.nets import Decoder, full_size_only
 
 __all__ = ["DECODERS", "GranDecoder", "draw"]
 
@@ -146,12 +146,10 @@ class GranDecoder(nn.Module):
         Returns:
             ``(*lead, C, S, S)`` frames in (0, 1), float32.
         """
-        if resolution not in (None, self.image_size) or alpha != 1.0:
-            raise ValueError(
-                f"the GRAN decoder (model.decoder=gran) draws at its full size {self.image_size} "
-                f"only, got resolution {resolution}, alpha {alpha}; progressive growing needs "
-                "model.decoder=dcgan"
-            )
+        what = (
+            "the GRAN decoder (model.decoder=gran; progressive growing needs model.decoder=dcgan)"
+        )
+        full_size_only(self.image_size, resolution, alpha, what)
         return draw(self.increments(g, terms))
 
     def decode(self, g: Tensor, skips: Sequence[Tensor]) -> Tensor:

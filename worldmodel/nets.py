@@ -28,49 +28,40 @@ compute:
 Weights are initialised as in SVG (``utils.init_weights``): conv and linear weights N(0, 0.02),
 BatchNorm scales N(1, 0.02), biases 0.
 
-Two Progressive-GAN options of the decoder (Karras et al. 2018), both off by default:
+The decoder here is the plain one; :mod:`worldmodel.decoders` wraps it into the progressively
+growing decoder (PGGAN's ``toRGB`` heads and fade-in) and Mathieu et al.'s multi-scale decoder, and
+:mod:`worldmodel.gran` into GRAN's canvas decoder. Its one option from Progressive GANs (Karras et
+al. 2018), off by default, is ``pixel_norm``: pixelwise feature normalisation
+``b = a / sqrt(mean_c(a^2) + 1e-8)`` (:class:`PixelNorm`) after the activation of every conv block
+of the decoder (the stem and every level except the final RGB output), as in PGGAN's generator.
 
-* ``pixel_norm``: pixelwise feature normalisation ``b = a / sqrt(mean_c(a^2) + 1e-8)`` after the
-  activation of every conv block of the decoder (the stem and every level except the final RGB
-  output), as in PGGAN's generator.
-* ``progressive_heads``: a ``toRGB`` head (1x1 conv + sigmoid) on the features at every resolution
-  from 4 px to ``S / 2``, so that :meth:`Decoder.forward` can decode at a lower ``resolution`` and
-  fade the next one in (``alpha``). The full-resolution "toRGB" is the decoder's own last level, so
-  the fully grown path (``resolution = S, alpha = 1``) *is* the normal decoder. The heads are built
-  on a forked random stream: a decoder with heads has the same initial weights elsewhere as one
-  without (same seed).
-
-And a multi-scale decoder in the coarse-to-fine form of Mathieu et al. (2016), ``scales = N > 1``:
-scale ``k`` (sizes ``S / 2^(N-1), ..., S / 2, S``) predicts a residual ``G'_k`` on the upsampled
-coarser prediction, ``Y_k = u(Y_{k-1}) + G'_k``, written in the sigmoid's logit coordinates so that
-every ``Y_k`` stays in (0, 1): ``Y_k = sigmoid(logit(u(Y_{k-1})) + G'_k)`` (nearest upsampling
-commutes with the pointwise logit, so ``logit(u(Y)) = u(logit(Y))``). ``G'_k`` is a 1x1 conv on the
-features of the level that outputs ``S / 2^(N-k)`` px (a residual head, on a forked random stream
-as above); at full size it is the last level's output without its sigmoid. The coarser predictions
-reach the finer scales through the shared trunk and the residual sum (Mathieu's ``G'_k`` also take
-the upsampled prediction as an input; here the trunk is shared instead). :meth:`Decoder.pyramid`
-returns every ``Y_k``; :meth:`Decoder.forward` the finest.
+Also here, as building blocks shared by the model, its growing decoder and the discriminators:
+:class:`PixelNorm`, :func:`fade_in` (PGGAN's blend of a new layer) and :func:`resize_to` (frames
+average-pooled to a lower resolution). :mod:`worldmodel.pggan` re-exports them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from worldmodel.pggan import PixelNorm, fade_in
-
 __all__ = [
     "ENCODERS",
     "Decoder",
     "Encoder",
+    "PixelNorm",
     "count_params",
+    "fade_in",
+    "full_size_only",
     "init_weights",
     "level_widths",
     "num_levels",
+    "resize_to",
 ]
 
 ENCODERS = ("dcgan", "vgg")
@@ -114,6 +105,52 @@ def init_weights(module: nn.Module) -> None:
     elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+
+
+class PixelNorm(nn.Module):
+    """Pixelwise feature normalisation: ``b = a / sqrt(mean_c(a^2) + eps)`` over the channel dim 1.
+
+    Shapes: ``(B, C, ...) -> (B, C, ...)``.
+    """
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + self.eps)
+
+
+def fade_in(alpha: float, upsampled_old: Tensor, new: Tensor) -> Tensor:
+    """Blend a newly added layer in: ``alpha * new + (1 - alpha) * upsampled_old``.
+
+    ``alpha = 0`` gives the old (lower-resolution) path, ``alpha = 1`` the new layer only.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"fade-in alpha must be in [0, 1], got {alpha}")
+    if alpha == 1.0:
+        return new
+    if alpha == 0.0:
+        return upsampled_old
+    return torch.lerp(upsampled_old, new, alpha)
+
+
+def resize_to(x: Tensor, resolution: int) -> Tensor:
+    """Average-pool frames ``(..., C, H, W)`` down to ``resolution`` (an integer factor of H and W).
+
+    Returns ``x`` itself when it already has that size.
+    """
+    h, w = x.shape[-2:]
+    if h == resolution and w == resolution:
+        return x
+    if h != w or resolution > h or h % resolution != 0:
+        raise ValueError(
+            f"cannot downsample {h}x{w} frames to {resolution}x{resolution}: the target must divide "
+            "square frames by an integer factor"
+        )
+    lead = x.shape[:-3]
+    y = F.avg_pool2d(x.reshape(-1, *x.shape[-3:]), h // resolution)
+    return y.reshape(*lead, *y.shape[-3:])
 
 
 def _bn_act(channels: int, pixel_norm: bool = False) -> list[nn.Module]:
@@ -209,6 +246,16 @@ class _UpLevel(nn.Module):
         self.main, self.skip, self.post = main, skip, post
 
 
+def full_size_only(image_size: int, resolution: int | None, alpha: float, what: str) -> None:
+    """Raise ValueError unless ``(resolution, alpha)`` asks for the full-size frame: ``resolution``
+    None or ``image_size`` and ``alpha`` 1 (the only output of a decoder that does not grow)."""
+    if resolution not in (None, image_size) or alpha != 1.0:
+        raise ValueError(
+            f"{what} decodes at its full size {image_size} with alpha 1 only, got resolution "
+            f"{resolution}, alpha {alpha}"
+        )
+
+
 class Decoder(nn.Module):
     """Frame decoder ``D``: embedding ``(..., g_dim)`` + skip terms -> frame ``(..., C, S, S)`` in [0, 1].
 
@@ -218,24 +265,15 @@ class Decoder(nn.Module):
         terms = decoder.skip_terms(skips)   # skips: (*lead_s, w_i, S_i, S_i) per level
         x = decoder(g, terms)                # g: (*lead, g_dim); lead_s broadcasts to lead
 
-    or in one with :meth:`decode` when every frame has its own skips.
+    or in one with :meth:`decode` when every frame has its own skips. This is the plain decoder; the
+    growing decoder and the multi-scale decoder of :mod:`worldmodel.decoders` and GRAN's canvas
+    decoder (:mod:`worldmodel.gran`) are built on it and read its features (:meth:`features`).
 
     Args:
         kind, image_size, channels, nf, g_dim, channels_last: as for :class:`Encoder`.
         pixel_norm: PGGAN pixel norm after every conv block but the RGB output.
-        progressive_heads: build the ``toRGB`` heads (:attr:`to_rgb`) for progressive growing.
-        scales: ``N``, the scales of a multi-scale (coarse-to-fine) decoder; 1 = single scale.
-            ``2 <= N <= num_levels(S)`` (coarsest ``S / 2^(N-1) >= 8`` px); not with
-            ``progressive_heads``.
-        logits: a single-scale decoder without its final sigmoid: :meth:`forward` returns
-            logits (unbounded) instead of frames in [0, 1]. Used as the canvas-increment net of
-            :class:`worldmodel.gran.GranDecoder`; no progressive heads.
-
-    Attributes:
-        to_rgb: ``{str(r): 1x1 conv + sigmoid}`` for ``r = 4, 8, ..., S/2`` (features of the level
-            that outputs ``r`` px -> ``(C, r, r)`` frame), or None without ``progressive_heads``.
-        residual_heads: ``{str(r): 1x1 conv}`` for the ``N - 1`` coarser scales (features ->
-            logit residual ``(C, r, r)``), or None for a single-scale decoder.
+        logits: no final sigmoid: :meth:`forward` returns logits (unbounded) instead of frames in
+            [0, 1] (GRAN's canvas increments, the multi-scale decoder's finest residual).
     """
 
     def __init__(
@@ -247,35 +285,15 @@ class Decoder(nn.Module):
         g_dim: int,
         channels_last: bool = False,
         pixel_norm: bool = False,
-        progressive_heads: bool = False,
-        scales: int = 1,
         logits: bool = False,
     ) -> None:
         super().__init__()
         _check_kind(kind)
         self.kind, self.g_dim, self.channels_last = kind, g_dim, channels_last
         self.channels, self.image_size = channels, image_size
-        self.pixel_norm = pixel_norm
-        widths = level_widths(nf, num_levels(image_size))
-        if (
-            isinstance(scales, bool)
-            or not isinstance(scales, int)
-            or not 1 <= scales <= len(widths)
-        ):
-            raise ValueError(
-                f"decoder scales={scales!r}; expected an integer in [1, {len(widths)}] for "
-                f"{image_size} px frames (the coarsest scale must be >= 8 px)"
-            )
-        if scales > 1 and progressive_heads:
-            raise ValueError(
-                "a multi-scale decoder (scales > 1) does not combine with progressive growing "
-                "(progressive_heads); switch one off (e.g. loss.progressive.enabled=false)"
-            )
-        if logits and (scales > 1 or progressive_heads):
-            raise ValueError("a logits decoder is single-scale and has no progressive heads")
-        self.scales, self.logits = scales, logits
-        # multi-scale: logits, see pyramid(); logits: no output activation at all
-        rgb_act = nn.Sigmoid if scales == 1 and not logits else nn.Identity
+        self.pixel_norm, self.logits = pixel_norm, logits
+        self.widths = widths = level_widths(nf, num_levels(image_size))
+        rgb_act = nn.Identity if logits else nn.Sigmoid
         pn = pixel_norm
         # == SVG's ConvTranspose2d(g_dim, 8nf, 4) from 1x1 to 4x4, then BatchNorm + LeakyReLU
         self.stem = nn.Sequential(
@@ -305,60 +323,13 @@ class Decoder(nn.Module):
                 levels.append(_UpLevel(True, main, skip, nn.Sequential(*post)))
         self.levels = nn.ModuleList(levels)
         self.apply(init_weights)
-        self.to_rgb: nn.ModuleDict | None = None
-        if progressive_heads:
-            # level k (k >= 1) outputs widths[k-1] channels at S / 2^k; the stem (k = L) at 4 px.
-            # A forked random stream keeps every other weight equal to a decoder without heads.
-            with torch.random.fork_rng(devices=[]):
-                heads = {
-                    str(image_size >> k): nn.Sequential(
-                        nn.Conv2d(widths[k - 1], channels, 1), nn.Sigmoid()
-                    )
-                    for k in range(1, len(widths) + 1)
-                }
-                self.to_rgb = nn.ModuleDict(heads)
-                self.to_rgb.apply(init_weights)
-        self.residual_heads: nn.ModuleDict | None = None
-        if scales > 1:  # G'_k for the N - 1 coarser scales: S / 2^k px for k = 1 .. N - 1
-            with torch.random.fork_rng(devices=[]):
-                residual = {
-                    str(image_size >> k): nn.Conv2d(widths[k - 1], channels, 1)
-                    for k in range(1, scales)
-                }
-                self.residual_heads = nn.ModuleDict(residual)
-                self.residual_heads.apply(init_weights)
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
     @property
     def resolutions(self) -> list[int]:
-        """Output sizes :meth:`forward` accepts: ``[4, 8, ..., S]`` with heads, else ``[S]``."""
-        if self.to_rgb is None:
-            return [self.image_size]
-        return sorted([*(int(r) for r in self.to_rgb), self.image_size])
-
-    def _growth(self, resolution: int | None, alpha: float) -> tuple[int, bool]:
-        """``(k, fade)``: decode from the level that outputs ``S / 2^k`` px; fade in from ``k + 1``."""
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"fade-in alpha must be in [0, 1], got {alpha}")
-        r = self.image_size if resolution is None else resolution
-        if r == self.image_size and alpha == 1.0:
-            return 0, False
-        if self.to_rgb is None:
-            raise ValueError(
-                f"this decoder has no progressive heads (model.progressive_heads=false): it decodes "
-                f"only at its full resolution {self.image_size} with alpha 1, got resolution {r}, "
-                f"alpha {alpha}"
-            )
-        if r not in self.resolutions:
-            raise ValueError(
-                f"decoder resolution {r} not available; expected one of {self.resolutions}"
-            )
-        k = int(math.log2(self.image_size // r))
-        fade = alpha < 1.0
-        if fade and k == len(self.levels):
-            raise ValueError(f"cannot fade in {r} px: it is the decoder's coarsest resolution")
-        return k, fade
+        """Output sizes :meth:`forward` accepts: the full size ``[S]`` only."""
+        return [self.image_size]
 
     def skip_terms(self, skips: Sequence[Tensor]) -> list[Tensor]:
         """The skip half of each level's first convolution.
@@ -382,6 +353,34 @@ class Decoder(nn.Module):
             terms.append(t.view(*lead, *t.shape[1:]))
         return terms
 
+    def features(
+        self, g: Tensor, terms: Sequence[Tensor], stop: int = 0
+    ) -> Iterator[tuple[int, Tensor]]:
+        """The decoder's level loop, coarse to fine: the features at every resolution.
+
+        Args:
+            g, terms: as for :meth:`forward`.
+            stop: the last level to run; the loop ends with the features at ``S / 2^stop`` px.
+
+        Yields:
+            ``(k, d)`` with ``d`` the ``(n, c, S / 2^k, S / 2^k)`` features (``n`` = the flattened
+            leading dims of ``g``): the stem's at 4 px (``k = L``, the number of levels), then each
+            level's output. At ``k = 0`` that is the frame (or its logits with ``logits``).
+        """
+        lead = g.shape[:-1]
+        d = self.stem(g.reshape(-1, self.g_dim))  # (n, 8nf, 4, 4)
+        if self.channels_last:
+            d = d.contiguous(memory_format=torch.channels_last)
+        yield len(self.levels), d
+        for i in reversed(range(stop, len(self.levels))):
+            level = self.levels[i]
+            if level.upsample:
+                d = F.interpolate(d, scale_factor=2.0, mode="nearest")
+            pre = level.main(d)
+            pre = pre.view(*lead, *pre.shape[1:]) + terms[i]  # broadcast the shared skip term
+            d = level.post(pre.reshape(-1, *pre.shape[-3:]))
+            yield i, d
+
     def forward(
         self,
         g: Tensor,
@@ -395,82 +394,21 @@ class Decoder(nn.Module):
             g: ``(*lead, g_dim)`` embeddings.
             terms: :meth:`skip_terms` output; each ``(*lead_s, c_i, R_i, R_i)`` with ``lead_s``
                 broadcastable to ``lead`` (same number of dims).
-            resolution: output size ``r`` (one of :attr:`resolutions`); None: the full size ``S``.
-            alpha: PGGAN fade-in of ``r``: ``alpha * toRGB_r(f_r) + (1 - alpha) *
-                upsample_nearest(toRGB_{r/2}(f_{r/2}))``, where ``toRGB_S`` is the last level.
-                ``r < S`` or ``alpha < 1`` need ``progressive_heads``.
+            resolution, alpha: the interface of the growing decoder
+                (:class:`worldmodel.decoders.ProgressiveDecoder`); here only the full size (None or
+                ``S``) with ``alpha = 1``.
 
         Returns:
-            ``(*lead, C, r, r)`` frames in [0, 1] (``r = S`` by default); logits with ``logits``.
+            ``(*lead, C, S, S)`` frames in [0, 1]; logits with ``logits``.
         """
-        if self.scales > 1:
-            if (resolution not in (None, self.image_size)) or alpha != 1.0:
-                raise ValueError("a multi-scale decoder decodes at full size only (no growing)")
-            return self.pyramid(g, terms)[-1]
-        stop, fade = self._growth(resolution, alpha)
-        lead = g.shape[:-1]
-        d = self.stem(g.reshape(-1, self.g_dim))  # (n, 8nf, 4, 4)
-        if self.channels_last:
-            d = d.contiguous(memory_format=torch.channels_last)
-        coarse = d
-        for i in reversed(range(stop, len(self.levels))):
-            level = self.levels[i]
-            if fade and i == stop:
-                coarse = d  # features at r / 2 for the fading-out head
-            if level.upsample:
-                d = F.interpolate(d, scale_factor=2.0, mode="nearest")
-            pre = level.main(d)
-            pre = pre.view(*lead, *pre.shape[1:]) + terms[i]  # broadcast the shared skip term
-            d = level.post(pre.reshape(-1, *pre.shape[-3:]))
-        if stop > 0 or fade:
-            assert self.to_rgb is not None  # checked by _growth
-            r = self.image_size >> stop
-            if stop > 0:  # features (n, c, r, r) -> frame (n, C, r, r)
-                d = self.to_rgb[str(r)](d)
-            if fade:  # (n, c', r/2, r/2) -> (n, C, r/2, r/2) -> (n, C, r, r)
-                old = F.interpolate(
-                    self.to_rgb[str(r // 2)](coarse), scale_factor=2.0, mode="nearest"
-                )
-                d = fade_in(alpha, old, d)
-        return d.view(*lead, *d.shape[1:])
-
-    def pyramid(self, g: Tensor, terms: Sequence[Tensor]) -> list[Tensor]:
-        """Every scale of a multi-scale decoder, coarse to fine.
-
-        Args:
-            g, terms: as for :meth:`forward`.
-
-        Returns:
-            ``[Y_1, ..., Y_N]``, ``Y_k`` of shape ``(*lead, C, S / 2^(N-k), S / 2^(N-k))`` in (0, 1)
-            with ``logit(Y_k) = u(logit(Y_{k-1})) + G'_k``; ``[forward(g, terms)]`` for ``N = 1``.
-        """
-        if self.scales == 1:
-            return [self(g, terms)]
-        assert self.residual_heads is not None
-        lead = g.shape[:-1]
-        d = self.stem(g.reshape(-1, self.g_dim))  # (n, 8nf, 4, 4)
-        if self.channels_last:
-            d = d.contiguous(memory_format=torch.channels_last)
-        z: Tensor | None = None  # logits of the current scale, (n, C, r, r)
-        out = []
-        for i in reversed(range(len(self.levels))):
-            level = self.levels[i]
-            if level.upsample:
-                d = F.interpolate(d, scale_factor=2.0, mode="nearest")
-            pre = level.main(d)
-            pre = pre.view(*lead, *pre.shape[1:]) + terms[i]
-            d = level.post(pre.reshape(-1, *pre.shape[-3:]))
-            if i >= self.scales:
-                continue  # below the coarsest scale
-            residual = d if i == 0 else self.residual_heads[str(self.image_size >> i)](d)
-            z = (
-                residual
-                if z is None
-                else F.interpolate(z, scale_factor=2.0, mode="nearest") + residual
-            )
-            y = torch.sigmoid(z)
-            out.append(y.view(*lead, *y.shape[1:]))
-        return out
+        full_size_only(
+            self.image_size,
+            resolution,
+            alpha,
+            "a decoder without progressive heads (model.progressive_heads=false)",
+        )
+        _, d = deque(self.features(g, terms), maxlen=1)[0]  # the last level's output
+        return d.view(*g.shape[:-1], *d.shape[1:])
 
     def decode(self, g: Tensor, skips: Sequence[Tensor]) -> Tensor:
         """``forward(g, skip_terms(skips))``: ``g (*lead, g_dim)``, skips ``(*lead, w_i, S_i, S_i)``."""

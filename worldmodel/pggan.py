@@ -9,7 +9,9 @@
 * Progressive growing: :func:`fade_in`, :func:`resize_to`, :func:`blend_resolution` and
   :class:`ProgressiveSchedule` (current resolution and fade-in ``alpha`` as a function of the step).
 
-Everything here works on ``(B, C, H, W)`` tensors and is independent of the rest of the package.
+Everything here works on ``(B, C, H, W)`` tensors. :class:`PixelNorm`, :func:`fade_in` and
+:func:`resize_to` live in :mod:`worldmodel.nets` with the model's other building blocks (the model
+uses them); they are re-exported here.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from worldmodel.nets import PixelNorm, fade_in, resize_to  # re-exported: they moved to the model
 
 __all__ = [
     "MinibatchStdDev",
@@ -123,52 +127,6 @@ class EqualizedLinear(nn.Module):
     def extra_repr(self) -> str:
         o, i = self.weight.shape
         return f"{i}, {o}, scale={self.scale:.4g}"
-
-
-class PixelNorm(nn.Module):
-    """Pixelwise feature normalisation: ``b = a / sqrt(mean_c(a^2) + eps)`` over the channel dim 1.
-
-    Shapes: ``(B, C, ...) -> (B, C, ...)``.
-    """
-
-    def __init__(self, eps: float = 1e-8) -> None:
-        super().__init__()
-        self.eps = eps
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + self.eps)
-
-
-def fade_in(alpha: float, upsampled_old: Tensor, new: Tensor) -> Tensor:
-    """Blend a newly added layer in: ``alpha * new + (1 - alpha) * upsampled_old``.
-
-    ``alpha = 0`` gives the old (lower-resolution) path, ``alpha = 1`` the new layer only.
-    """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"fade-in alpha must be in [0, 1], got {alpha}")
-    if alpha == 1.0:
-        return new
-    if alpha == 0.0:
-        return upsampled_old
-    return torch.lerp(upsampled_old, new, alpha)
-
-
-def resize_to(x: Tensor, resolution: int) -> Tensor:
-    """Average-pool frames ``(..., C, H, W)`` down to ``resolution`` (an integer factor of H and W).
-
-    Returns ``x`` itself when it already has that size.
-    """
-    h, w = x.shape[-2:]
-    if h == resolution and w == resolution:
-        return x
-    if h != w or resolution > h or h % resolution != 0:
-        raise ValueError(
-            f"cannot downsample {h}x{w} frames to {resolution}x{resolution}: the target must divide "
-            "square frames by an integer factor"
-        )
-    lead = x.shape[:-3]
-    y = F.avg_pool2d(x.reshape(-1, *x.shape[-3:]), h // resolution)
-    return y.reshape(*lead, *y.shape[-3:])
 
 
 def blend_resolution(x: Tensor, alpha: float) -> Tensor:

@@ -45,9 +45,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from worldmodel.decoders import MultiScaleDecoder, ProgressiveDecoder
 from worldmodel.gran import DECODERS, GranDecoder
-from worldmodel.nets import ENCODERS, Decoder, Encoder, count_params
-from worldmodel.pggan import resize_to
+from worldmodel.nets import ENCODERS, Decoder, Encoder, count_params, resize_to
 
 __all__ = [
     "VARIANTS",
@@ -90,7 +90,7 @@ class ModelConfig:
     action_embed: int = 0  # 0: feed raw actions; > 0: a Linear+LeakyReLU embedding of this size
     posterior_action: bool = False  # also condition the posterior on a_{t-1}
     channels_last: bool = True  # channels-last convs (faster with oneDNN on CPU and on GPUs)
-    # Progressive-GAN options of the decoder (see worldmodel.nets.Decoder). Training entry points
+    # Progressive-GAN options of the decoder (worldmodel.nets, worldmodel.decoders). Training entry points
     # switch them on from the loss config (worldmodel.training_setup.resolve_model_config).
     pixel_norm: bool = False  # pixelwise feature normalisation after each decoder conv block
     progressive_heads: bool = False  # toRGB heads per resolution: the decoder can grow (fade-in)
@@ -400,16 +400,18 @@ class WorldModel(nn.Module):
             channels_last=cfg.channels_last,
         )
         self.encoder = Encoder(**conv)
+        # one decoder per architecture (the config refuses the combinations)
         self.decoder: Decoder | GranDecoder
         if cfg.decoder == "gran":
             self.decoder = GranDecoder(**conv, steps=cfg.gran_steps, pixel_norm=cfg.pixel_norm)
-        else:
-            self.decoder = Decoder(
-                **conv,
-                pixel_norm=cfg.pixel_norm,
-                progressive_heads=cfg.progressive_heads,
-                scales=cfg.decoder_scales,
+        elif cfg.progressive_heads:
+            self.decoder = ProgressiveDecoder(**conv, pixel_norm=cfg.pixel_norm)
+        elif cfg.decoder_scales > 1:
+            self.decoder = MultiScaleDecoder(
+                **conv, pixel_norm=cfg.pixel_norm, scales=cfg.decoder_scales
             )
+        else:
+            self.decoder = Decoder(**conv, pixel_norm=cfg.pixel_norm)
 
         if action_dim > 0 and cfg.action_embed > 0:
             self.action_net: nn.Module | None = nn.Sequential(
@@ -574,7 +576,8 @@ class WorldModel(nn.Module):
             resolution, alpha: progressive growing of the decoder (needs
                 ``cfg.progressive_heads`` unless ``resolution`` is None/``S`` and ``alpha`` 1):
                 predict frames at ``resolution`` px with resolution ``r`` faded in by ``alpha``
-                (see :meth:`worldmodel.nets.Decoder.forward`); the default is the full-size path.
+                (see :meth:`worldmodel.decoders.ProgressiveDecoder.forward`); the default is the
+                full-size path.
         """
         x = _as_float(obs)
         self._check_frames(x)
@@ -602,10 +605,8 @@ class WorldModel(nn.Module):
         terms = self.decoder.skip_terms([s[:, :n_past] for s in skips])  # (B, n_past, ...)
         terms = [self._spread(t, length - 1) for t in terms]  # (B, L-1 or 1, ...)
         pyramid = None
-        if self.cfg.decoder_scales > 1:  # coarse to fine, each (B, L-1, C, r_k, r_k)
-            if resolution not in (None, self.image_size) or alpha != 1.0:
-                raise ValueError("a multi-scale decoder does not grow progressively")
-            pyramid = tuple(self.decoder.pyramid(g, terms))
+        if isinstance(self.decoder, MultiScaleDecoder):  # coarse to fine, each (B, L-1, C, r, r)
+            pyramid = tuple(self.decoder.pyramid(g, terms, resolution, alpha))
             frames = pyramid[-1]
         else:
             frames = self.decoder(g, terms, resolution, alpha)  # (B, L-1, C, r, r)
