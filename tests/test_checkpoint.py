@@ -384,3 +384,33 @@ def test_seed_everything_makes_every_rng_reproducible():
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="non-negative integer"):
             seed_everything(bad)
+
+
+def test_loading_a_model_for_planning_does_not_import_the_trainer(tmp_path, model_config):
+    """examples/own_planner.py (a checkpoint loaded and planned with) runs without
+    ``worldmodel.train``; the old import path ``worldmodel.train.model_from_checkpoint`` still works."""
+    import subprocess
+    import sys
+
+    from worldmodel import checkpoint, train
+    from worldmodel.svg import WorldModel
+
+    assert train.model_from_checkpoint is checkpoint.model_from_checkpoint
+    assert train.CHECKPOINT_FORMAT == checkpoint.CHECKPOINT_FORMAT
+    model = WorldModel(model_config(), 32, 2)
+    ckpt = train.Trainer(model, train.TrainConfig(), train.ObjectiveConfig(), "cpu").save(
+        tmp_path / "tiny.pt"
+    )
+    example = Path(__file__).resolve().parents[1] / "examples" / "own_planner.py"
+    code = (
+        "import runpy, sys\n"
+        f"main = runpy.run_path({str(example)!r}, run_name='own_planner')['main']\n"
+        f"main([{str(ckpt)!r}, '--env', 'stub', '--frames', '2'])\n"
+        "print(sorted(m for m in sys.modules if m == 'worldmodel.train'))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert "planned action" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "[]"

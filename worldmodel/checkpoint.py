@@ -14,6 +14,10 @@ Example::
     })
     ckpt = load_checkpoint(run_dir / "last.ckpt")
     check_config_compatible(ckpt["config"], dataclasses.asdict(cfg), ["model.K", "model.M"])
+
+The trainer's checkpoints (``worldmodel.train.Trainer.save``, format :data:`CHECKPOINT_FORMAT`)
+hold the world model's spec and weights: :func:`model_from_checkpoint` rebuilds the model from
+one, for planning or evaluation, without importing the trainer.
 """
 
 from __future__ import annotations
@@ -25,22 +29,30 @@ import pickle
 import re
 import secrets
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from worldmodel.svg import ModelConfig, WorldModel
+
 __all__ = [
+    "CHECKPOINT_FORMAT",
     "CheckpointError",
     "check_config_compatible",
     "cleanup_stale_tmp",
     "load_checkpoint",
     "load_optimizer_state",
+    "model_from_checkpoint",
     "save_checkpoint",
+    "with_config_defaults",
     "write_text_atomic",
 ]
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "worldmodel-trainer/1"  # the trainer's checkpoints (worldmodel.train.Trainer)
 
 # Leaf types that torch.load(weights_only=True) accepts (checked against torch in the tests).
 _LEAF_TYPES = (
@@ -329,3 +341,30 @@ def cleanup_stale_tmp(directory: str | os.PathLike) -> list[Path]:
     if removed:
         log.info("removed %d stale temporary file(s) in %s", len(removed), directory)
     return removed
+
+
+def with_config_defaults(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored model spec with ``ModelConfig`` fields it predates filled in with their defaults
+    (a checkpoint written before a field existed was made with the field's default behaviour)."""
+    defaults = asdict(ModelConfig())
+    return {**spec, "config": {**defaults, **spec["config"]}}
+
+
+def model_from_checkpoint(
+    path: str | Path, device: torch.device | str = "cpu", payload: Mapping[str, Any] | None = None
+) -> WorldModel:
+    """Build the :class:`~worldmodel.svg.WorldModel` stored in a trainer checkpoint and load its
+    weights (eval mode). Imports no trainer code (``worldmodel.train`` re-exports it).
+
+    ``payload``: the checkpoint already read from ``path`` (not read again).
+    """
+    if payload is None:
+        payload = load_checkpoint(path, map_location=device)
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a trainer checkpoint (format {payload.get('format')!r})")
+    spec = payload["model"]
+    model = WorldModel(
+        ModelConfig(**spec["config"]), spec["image_size"], spec["action_dim"], spec["channels"]
+    ).to(device)
+    model.load_state_dict(payload["state"]["model"])
+    return model.eval()

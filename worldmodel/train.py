@@ -38,11 +38,14 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from worldmodel.checkpoint import (
+from worldmodel.checkpoint import (  # CHECKPOINT_FORMAT, model_from_checkpoint: re-exported
+    CHECKPOINT_FORMAT,
     check_config_compatible,
     load_checkpoint,
     load_optimizer_state,
+    model_from_checkpoint,
     save_checkpoint,
+    with_config_defaults,
 )
 from worldmodel.device import PRECISIONS, autocast, autocast_dtype
 from worldmodel.losses import apply_free_nats, kl_normal, reconstruction_loss
@@ -56,11 +59,11 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "TrainingDiverged",
+    "model_from_checkpoint",
     "objective_terms",
     "predict",
 ]
 
-CHECKPOINT_FORMAT = "worldmodel-trainer/1"
 RECON_KINDS = ("l2", "l1")
 
 
@@ -436,29 +439,9 @@ class Trainer:
             f"config.{f.name}" for f in dataclasses.fields(ModelConfig) if f.name != "channels_last"
         ]
         keys += ["image_size", "action_dim", "channels"]
-        check_config_compatible(_with_config_defaults(payload["model"]), current, keys, source=path)
+        check_config_compatible(with_config_defaults(payload["model"]), current, keys, source=path)
         self.load_state_dict(payload["state"])
         return payload["extra"]
-
-
-def _with_config_defaults(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored model spec with ``ModelConfig`` fields it predates filled in with their defaults
-    (a checkpoint written before a field existed was made with the field's default behaviour)."""
-    defaults = asdict(ModelConfig())
-    return {**spec, "config": {**defaults, **spec["config"]}}
-
-
-def model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> WorldModel:
-    """Build the :class:`WorldModel` stored in a trainer checkpoint and load its weights (eval mode)."""
-    payload = load_checkpoint(path, map_location=device)
-    if payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a trainer checkpoint (format {payload.get('format')!r})")
-    spec = payload["model"]
-    model = WorldModel(
-        ModelConfig(**spec["config"]), spec["image_size"], spec["action_dim"], spec["channels"]
-    ).to(device)
-    model.load_state_dict(payload["state"]["model"])
-    return model.eval()
 
 
 # ---------------------------------------------------------------------------------------------
