@@ -5,6 +5,7 @@
     python bench/video_quality.py --video-src DIR      # also the real-video rows (your own files)
     python bench/video_quality.py --quick              # the whole pipeline on tiny settings
     python bench/video_quality.py --runs svg-full --train-only   # train now, evaluate later
+    python bench/video_quality.py --eval-only          # evaluate the finished runs only
 
 Stages, each skipped when its output is already there (so a killed run is resumed by running the
 same command again):
@@ -108,6 +109,7 @@ class Settings:
     video_src: Path | None
     runs: list[Run] = field(default_factory=list)
     train_only: bool = False
+    eval_only: bool = False
     train_episodes: int = 100
     test_episodes: int = 20
     batch: tuple[str, ...] = ("train.batch_size=16", "train.seq_len=12", f"train.n_past={N_PAST}")
@@ -540,6 +542,13 @@ def write_results(s: Settings, rows: list[dict], reports: dict[str, dict], meta:
         "the same for every run (equal budget); per-run overrides below.",
         "",
     ]
+    if meta.get("unfinished"):
+        md += [
+            "Not trained to the budget when this was written (left out of the tables): "
+            + ", ".join(meta["unfinished"])
+            + ".",
+            "",
+        ]
     md += ["## Findings (results 1-5 of the issue)", ""]
     md += [f"- {line}" for line in findings(rows, reports, s.env)] or ["- (no runs evaluated yet)"]
     md.append("")
@@ -609,6 +618,11 @@ def parse(argv: list[str] | None = None) -> Settings:
         action="store_true",
         help="stop after training (run the command again without it to evaluate every run)",
     )
+    p.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="train nothing: evaluate the runs that have finished (unfinished ones are listed)",
+    )
     a = p.parse_args(argv)
     names = [r.name for r in RUNS]
     wanted = names if a.runs == "all" else [x.strip() for x in a.runs.split(",") if x.strip()]
@@ -626,7 +640,10 @@ def parse(argv: list[str] | None = None) -> Settings:
         video_src=a.video_src,
         runs=[r for r in RUNS if r.name in wanted],
         train_only=a.train_only,
+        eval_only=a.eval_only,
     )
+    if a.train_only and a.eval_only:
+        p.error("--train-only and --eval-only exclude each other")
     if a.quick:
         s.train_episodes, s.test_episodes = 3, 2
         s.batch = (
@@ -660,7 +677,16 @@ def main(argv: list[str] | None = None) -> int:
     if video is not None:
         data_dirs["video"] = video
     jobs = [(d, data_dirs[d][0], r) for r in s.runs for d in _data_of(s, r) if d in data_dirs]
-    failed = train_all(s, jobs)
+    unfinished: list[str] = []
+    if s.eval_only:
+        failed = []
+        unfinished = [
+            f"{d}/{r.name}" for d, _, r in jobs if trained_steps(run_dir(s, d, r)) < s.steps
+        ]
+        if unfinished:
+            print(f"[eval] not finished, left out: {', '.join(unfinished)}", flush=True)
+    else:
+        failed = train_all(s, jobs)
     if s.train_only:
         print(f"training done{f'; failed: {failed}' if failed else ''}", flush=True)
         return 1 if failed else 0
@@ -686,6 +712,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_min": (time.time() - t0) / 60,
         "runs": [(d, r) for d, _, r in jobs],
         "images": images,
+        "unfinished": unfinished,
     }
     path = write_results(s, rows, reports, meta)
     print(f"wrote {path}", flush=True)

@@ -83,6 +83,13 @@ def test_quick_pipeline_writes_the_contracted_results(tmp_path):
     assert vq.main(argv) == 0
     assert (tmp_path / "work" / "eval" / "stub" / "report.json").stat().st_mtime == before
 
+    # --eval-only trains nothing: a run not trained yet is named and left out of the tables
+    assert vq.main([*argv[:4], "svg-mse,cnn-mse", *argv[5:], "--eval-only"]) == 0
+    assert not (tmp_path / "work" / "stub" / "cnn-mse").exists()
+    md = (results / "video_quality_quick.md").read_text()
+    assert "left out of the tables): stub/cnn-mse" in md
+    assert "| cnn-mse |" not in md
+
 
 def test_run_overrides_and_unknown_runs():
     vq = _load()
@@ -97,3 +104,5 @@ def test_run_overrides_and_unknown_runs():
         assert (run.M, run.K) == (m, k)
     with pytest.raises(SystemExit):
         vq.parse(["--runs", "nope"])
+    with pytest.raises(SystemExit):
+        vq.parse(["--train-only", "--eval-only"])
