@@ -129,7 +129,7 @@ class ProgressiveDecoder(Decoder):
             return super().forward(g, terms)  # fully grown: the plain decoder
         coarse = d = None
         for _, f in self.features(g, terms, stop=k):
-            coarse, d = d, f  # the features at r and at r / 2
+            coarse, d = d, f  # d: the features at r px; coarse: at r / 2 px
         assert d is not None
         r = self.image_size >> k
         if k > 0:  # features (n, c, r, r) -> frame (n, C, r, r)
