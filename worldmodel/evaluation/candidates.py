@@ -17,11 +17,10 @@ from typing import Any
 import torch
 
 from worldmodel.adversarial import AdversarialTrainer, AntiBlurConfig
-from worldmodel.checkpoint import load_checkpoint
+from worldmodel.checkpoint import load_checkpoint, model_from_checkpoint
 from worldmodel.data import EpisodeDataset
 from worldmodel.evaluation.config import COPY_LAST, EvaluateConfig
 from worldmodel.svg import ModelConfig, WorldModel
-from worldmodel.train import CHECKPOINT_FORMAT
 
 __all__ = [
     "Candidate",
@@ -112,16 +111,9 @@ def load_candidate(
 def model_from_payload(
     payload: Mapping[str, Any], path: str | Path, device: torch.device | str
 ) -> WorldModel:
-    """The :class:`WorldModel` of a loaded trainer checkpoint, on ``device``, in eval mode (as
-    :func:`worldmodel.train.model_from_checkpoint` builds it, without reading the file again)."""
-    if payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a trainer checkpoint (format {payload.get('format')!r})")
-    spec = payload["model"]
-    model = WorldModel(
-        ModelConfig(**spec["config"]), spec["image_size"], spec["action_dim"], spec["channels"]
-    ).to(device)
-    model.load_state_dict(payload["state"]["model"])
-    return model.eval()
+    """The :class:`WorldModel` of a loaded trainer checkpoint, on ``device``, in eval mode
+    (:func:`worldmodel.checkpoint.model_from_checkpoint`, without reading the file again)."""
+    return model_from_checkpoint(path, device, payload=payload)
 
 
 def load_discriminator(
