@@ -20,7 +20,8 @@ changes) and the wall clock of each planned training episode is split into:
 Then, from the final state of the run, it plans ``--plan-actions`` actions with the job's agent
 twice, through the fused rollout and through ``WorldModel.imagine`` (the planner before
 ``worldmodel/rollout.py``), alternating, and prints ms per action of both. Torch runs with its
-default thread count (the job's; ``--threads N`` to change it); times are wall clock.
+default thread count (the job's; ``--threads N`` to change it); times are wall clock and, per
+part, process CPU time (all threads).
 
 ``--quick``: one planned episode (a few minutes on the project's 2-core machine); ``--smoke``: the
 stub environment, the tiny model and toy sizes (seconds, for the test suite). No bf16 here: the
@@ -43,22 +44,25 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from bench.common import add_common_args, apply_threads, machine_line  # noqa: E402
+from bench.common import add_common_args, apply_threads, clock, machine_line  # noqa: E402
 
 TIMES: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+CPU_TIMES: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))  # process CPU
 PHASE = ["setup"]  # "seed" | "train" | "eval" while the loop runs
 
 
 def timed(category: str, fn):
-    """``fn`` with its wall time added to ``TIMES[phase][category]``."""
+    """``fn`` with its wall time added to ``TIMES[phase][category]`` and its process CPU time
+    (all threads) to ``CPU_TIMES[phase][category]``."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             return fn(*args, **kwargs)
         finally:
             TIMES[PHASE[0]][category] += time.perf_counter() - start
+            CPU_TIMES[PHASE[0]][category] += time.process_time() - cpu
 
     return wrapper
 
@@ -149,16 +153,23 @@ def plan_both_ways(session, actions: int) -> tuple[float, float]:
 
     fused = MPCAgent(session.model, cfg, session.device, seed=0)
     reference = MPCAgent(session.model, cfg, session.device, seed=0, objective_fn=through_imagine)
-    obs = session.env.reset(seed=0)[0]
+    from envs.registry import make_env_from_config
+
+    env = make_env_from_config(session.cfg.env)  # the run's own env is closed by now
+    try:
+        obs = env.reset(seed=0)[0]
+    finally:
+        env.close()
     for agent in (fused, reference):
         agent.reset(obs)
         agent.act()  # warm-up
     spent = [0.0, 0.0]
+    now = clock(session.device)[0]  # process CPU time with one CPU thread, else wall clock
     for _ in range(actions):
         for i, agent in enumerate((fused, reference)):
-            start = time.perf_counter()
+            start = now()
             agent.act()
-            spent[i] += time.perf_counter() - start
+            spent[i] += now() - start
     return 1e3 * spent[0] / actions, 1e3 * spent[1] / actions
 
 
@@ -220,24 +231,35 @@ def main() -> None:
             f"threads, {summary['episodes']} episodes ({planned} planned) + 1 evaluation, "
             f"{steps:.0f} env steps per episode, {total:.0f} s in all"
         )
-        train = TIMES["train"]
-        per = defaultdict(float, {k: v / planned for k, v in train.items()})
-        episode = per["episode"] + per["training"] + per["logging"] + per["checkpoint"]
-        parts = {
-            "planning (MPCAgent.act)": per["planning"],
-            "filtering (encode each frame)": per["filtering"],
-            "environment (reset, step, render)": per["environment"],
-            "training (gradient steps)": per["training"] - per["batch sampling"],
-            "training: batch sampling": per["batch sampling"],
-            "I/O: episode file": per["episode file"],
-            "I/O: checkpoint": per["checkpoint"],
-            "I/O: logging (TensorBoard)": per["logging"],
-        }
-        parts["other (recording, replay buffer, loop)"] = episode - sum(parts.values())
-        print(f"\nper planned training episode ({planned} timed), wall clock:")
+
+        def breakdown(times: dict[str, float]) -> tuple[dict[str, float], float]:
+            per = defaultdict(float, {k: v / planned for k, v in times.items()})
+            episode = per["episode"] + per["training"] + per["logging"] + per["checkpoint"]
+            parts = {
+                "planning (MPCAgent.act)": per["planning"],
+                "filtering (encode each frame)": per["filtering"],
+                "environment (reset, step, render)": per["environment"],
+                "training (gradient steps)": per["training"] - per["batch sampling"],
+                "training: batch sampling": per["batch sampling"],
+                "I/O: episode file": per["episode file"],
+                "I/O: checkpoint": per["checkpoint"],
+                "I/O: logging (TensorBoard)": per["logging"],
+            }
+            parts["other (recording, replay buffer, loop)"] = episode - sum(parts.values())
+            return parts, episode
+
+        parts, episode = breakdown(TIMES["train"])
+        cpu_parts, cpu_episode = breakdown(CPU_TIMES["train"])
+        print(
+            f"\nper planned training episode ({planned} timed): wall clock, and process CPU time "
+            "(all threads; on a shared machine the wall clock is inflated, the CPU time is not)"
+        )
         for name, seconds in parts.items():
-            print(f"  {name:<40} {seconds:8.2f} s  {100 * seconds / episode:5.1f}%")
-        print(f"  {'total':<40} {episode:8.2f} s")
+            print(
+                f"  {name:<40} {seconds:8.2f} s  {100 * seconds / episode:5.1f}%   CPU "
+                f"{cpu_parts[name]:8.2f} s  {100 * cpu_parts[name] / cpu_episode:5.1f}%"
+            )
+        print(f"  {'total':<40} {episode:8.2f} s          CPU {cpu_episode:8.2f} s")
         ev = TIMES["eval"]
         print(
             f"evaluation episode: {ev['episode']:.2f} s (planning {ev['planning']:.2f} s, "
@@ -249,7 +271,7 @@ def main() -> None:
         fused, reference = plan_both_ways(session, plan_actions)
         print(
             f"\nplanning ms per action from the run's final state ({plan_actions} actions, "
-            f"alternating): fused {fused:,.1f}, through imagine {reference:,.1f}: "
+            f"alternating, {clock(session.device)[1]}): fused {fused:,.1f}, through imagine {reference:,.1f}: "
             f"{reference / fused:.2f}x faster"
         )
 

@@ -21,10 +21,16 @@ for batch 16 x 12 frames at 64x64:
   ``loss=full / loss=mse step time: X.XXx`` (minimum step times).
 
 Run: ``.venv/bin/python bench/bench_train.py`` (``--steps N`` timed steps, ``--threads N``);
-``--quick`` prints only the machine line and the loss=full / loss=mse section, with fewer steps
-(about 1-3 minutes on the project's 2-core machine); ``--smoke`` runs that section on tiny
-settings in seconds (numbers meaningless). The machine may be shared: the minimum and median of
-the timed steps are both printed; compare numbers from the same run.
+``--quick`` prints the machine line, the peaks, the SVG-LP-size step against the original SVG loop
+(one timed step each, fp32, with its fraction of the conv peak) and the loss=full / loss=mse
+section with fewer steps (about 3-4 minutes of CPU on the project's 2-core machine); ``--smoke``
+runs the same sections on tiny settings in seconds (numbers meaningless). Both ratio lines are
+printed in every mode: ``SVG-LP size step: original SVG loop / this package (fp32, same run):
+X.XXx`` and, last, ``loss=full / loss=mse step time: X.XXx``.
+
+Times are on ``bench.common.clock``: the process CPU time when one thread is timed (a shared
+machine does not inflate it), else the wall clock. The minimum and median of the timed steps are
+both printed; compare numbers from the same run.
 """
 
 from __future__ import annotations
@@ -32,7 +38,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,11 +54,13 @@ from bench.common import (  # noqa: E402
     add_common_args,
     apply_threads,
     bf16_skip_note,
+    clock,
     machine_line,
     native_bf16,
     peak_lines,
     peaks,
     precisions,
+    timeit,
 )
 from worldmodel.data import Batch  # noqa: E402
 from worldmodel.device import autocast  # noqa: E402
@@ -61,17 +68,9 @@ from worldmodel.svg import ModelConfig, WorldModel  # noqa: E402
 from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer  # noqa: E402
 
 B, L, SIZE, A = 16, 12, 64, 6
-
-
-def timeit(fn, steps: int, warmup: int = 1) -> tuple[float, float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times), statistics.median(times)
+# --smoke: the SVG-size comparison at toy widths (the original loop and ours, same sizes)
+SMOKE_SVG = dict(nf=4, g=8, rnn=16, z=4)
+RATIO_SVG = "SVG-LP size step: original SVG loop / this package (fp32, same run)"
 
 
 class SVGBaseline(nn.Module):
@@ -156,13 +155,16 @@ class SVGBaseline(nn.Module):
         return mse + beta * kld
 
 
-def bench_baseline(steps: int) -> tuple[int, int, float, float]:
+def bench_baseline(
+    steps: int, warmup: int = 1, b: int = B, length: int = L, sizes: dict | None = None
+) -> tuple[int, int, float, float]:
     """(params, FLOPs, min s, median s) of the SVG-structured step (fp32, NCHW, 5 Adam optimisers
-    in the original; one here, the same arithmetic)."""
+    in the original; one here, the same arithmetic). FLOPs are counted at batch 2 (batch norm needs
+    more than one value) and scaled to ``b`` (every counted op is linear in the batch)."""
     torch.manual_seed(0)
-    model = SVGBaseline()
+    model = SVGBaseline(**(sizes or {}))
     opt = torch.optim.Adam(model.parameters(), lr=2e-3, betas=(0.9, 0.999))
-    x = make_batch(0).obs.float() / 255
+    x = make_batch(0, b, length).obs.float() / 255
 
     def step() -> None:
         opt.zero_grad()
@@ -171,23 +173,29 @@ def bench_baseline(steps: int) -> tuple[int, int, float, float]:
 
     counter = FlopCounterMode(display=False)
     with counter:
-        model.loss(x).backward()
-    t_min, t_med = timeit(step, steps, warmup=1)
-    return sum(p.numel() for p in model.parameters()), counter.get_total_flops(), t_min, t_med
+        model.loss(x[:2]).backward()
+    t_min, t_med = timeit(step, steps, warmup=warmup)
+    flops = counter.get_total_flops() * b // min(b, 2)
+    return sum(p.numel() for p in model.parameters()), flops, t_min, t_med
 
 
-def make_batch(action_dim: int) -> Batch:
+def make_batch(action_dim: int, b: int = B, length: int = L) -> Batch:
     g = torch.Generator().manual_seed(0)
-    obs = torch.randint(0, 256, (B, L, 3, SIZE, SIZE), dtype=torch.uint8, generator=g)
+    obs = torch.randint(0, 256, (b, length, 3, SIZE, SIZE), dtype=torch.uint8, generator=g)
     if action_dim == 0:
         return Batch(obs)
-    return Batch(obs, torch.rand(B, L - 1, action_dim, generator=g) * 2 - 1, torch.rand(B, L - 1))
+    return Batch(
+        obs,
+        torch.rand(b, length - 1, action_dim, generator=g) * 2 - 1,
+        torch.rand(b, length - 1, generator=g),
+    )
 
 
-def step_flops(cfg: ModelConfig, action_dim: int) -> int:
+def step_flops(cfg: ModelConfig, action_dim: int, b: int = B, length: int = L) -> int:
+    """FLOPs of one forward + backward at batch ``b`` (counted at batch 2, scaled to ``b``)."""
     torch.manual_seed(0)
     model = WorldModel(cfg, SIZE, action_dim)
-    batch = make_batch(action_dim)
+    batch = make_batch(action_dim, min(b, 2), length)
     counter = FlopCounterMode(display=False)
     with counter:
         out = model(batch.obs, batch.action, batch.reward, n_past=2)
@@ -197,17 +205,23 @@ def step_flops(cfg: ModelConfig, action_dim: int) -> int:
         if out.reward is not None:
             loss = loss + out.reward.mean()
         loss.backward()
-    return counter.get_total_flops()
+    return counter.get_total_flops() * b // min(b, 2)
 
 
 def bench_step(
-    cfg: ModelConfig, action_dim: int, precision: str, steps: int
+    cfg: ModelConfig,
+    action_dim: int,
+    precision: str,
+    steps: int,
+    warmup: int = 2,
+    b: int = B,
+    length: int = L,
 ) -> tuple[float, float]:
     torch.manual_seed(0)
     model = WorldModel(cfg, SIZE, action_dim)
     trainer = Trainer(model, TrainConfig(precision=precision), ObjectiveConfig(), "cpu")
-    batch = make_batch(action_dim)
-    return timeit(lambda: trainer.step(batch), steps, warmup=2)
+    batch = make_batch(action_dim, b, length)
+    return timeit(lambda: trainer.step(batch), steps, warmup=warmup)
 
 
 def bench_imagine(cfg: ModelConfig, precision: str, steps: int) -> float:
@@ -255,9 +269,10 @@ class StepClock:
     functions, its discriminator update and the model's forward pass; the rest of a step is the
     backward pass -- through the discriminator and the comparator too -- and Adam)."""
 
-    def __init__(self, trainer: Trainer) -> None:
+    def __init__(self, trainer: Trainer, now: Callable[[], float]) -> None:
         self.seconds: dict[str, float] = {}
         self.steps = 0
+        self.now = now
         self._wrap(trainer.module, "forward", "model forward")
         objective = trainer.objective
         if objective is not None:
@@ -270,11 +285,11 @@ class StepClock:
         fn: Callable[..., Any] = getattr(owner, name)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
+            start = self.now()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - start
+                self.seconds[label] = self.seconds.get(label, 0.0) + self.now() - start
 
         setattr(owner, name, timed)
 
@@ -314,11 +329,12 @@ def loss_ratio(args: argparse.Namespace) -> None:
         variants["loss=full at the start of growing (16 px)"] = (["loss=full"], None)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    now = clock("cpu")[0]  # one thread: the process CPU time
     try:
         trainers = {
             name: compose_trainer([*base, *ov], size, at) for name, (ov, at) in variants.items()
         }
-        clocks = {name: StepClock(trainers[name]) for name in ("loss=mse", "loss=full")}
+        clocks = {name: StepClock(trainers[name], now) for name in ("loss=mse", "loss=full")}
         batch = make_train_batch(b, length, size)
         warmup, steps = (1, 1) if smoke else (1, 2) if quick else (1, args.steps)
         slow = "loss=full as before (D 64/256/256, every frame judged)"
@@ -329,10 +345,10 @@ def loss_ratio(args: argparse.Namespace) -> None:
                     continue
                 if name in clocks and r == warmup:
                     clocks[name].seconds.clear()
-                start = time.perf_counter()
+                start = now()
                 trainer.step(batch)
                 if r >= warmup:
-                    times[name].append(time.perf_counter() - start)
+                    times[name].append(now() - start)
     finally:
         torch.set_num_threads(threads)
 
@@ -342,7 +358,7 @@ def loss_ratio(args: argparse.Namespace) -> None:
         f"\nloss=full vs loss=mse: model.M=0.5 model.K=0.5 ({mse.model.num_params() / 1e6:.2f}M "
         f"parameters), batch {b} x {length} frames, {size} px, {precision}, 1 thread; loss=full "
         f"after its progressive schedule unless said; s/step min / median of {steps} interleaved "
-        "steps (1 for the old preset)"
+        "steps (1 for the old preset), process CPU time"
     )
     t_mse = min(times["loss=mse"])
     for name, ts in times.items():
@@ -359,8 +375,8 @@ def loss_ratio(args: argparse.Namespace) -> None:
             f"K (width {d.cfg.width}, max {d.cfg.max_width}, hidden {d.cfg.hidden}); judged "
             f"frames per sequence: {full.objective.cfg.judged_per_sequence}"
         )
-    for name, clock in clocks.items():
-        per_step = {k: v / steps for k, v in clock.seconds.items()}
+    for name, step_clock in clocks.items():
+        per_step = {k: v / steps for k, v in step_clock.seconds.items()}
         total = statistics.mean(times[name])
         parts = ", ".join(f"{k} {v:.3f}" for k, v in per_step.items())
         rest = (
@@ -390,15 +406,53 @@ def main() -> None:
     args = parser.parse_args()
     apply_threads(args)
     print(machine_line("cpu"))
-    if not (args.quick or args.smoke):
-        throughput(args)
+    peak = peaks("cpu", smoke=args.smoke)
+    print(peak_lines(peak, "cpu"))
+    if args.quick or args.smoke:
+        svg_size(args, peak)
+    else:
+        throughput(args, peak)
     loss_ratio(args)
 
 
-def throughput(args: argparse.Namespace) -> None:
-    """Peaks, the step's FLOPs and speed, the original SVG loop, imagination, parameter counts."""
-    peak = peaks("cpu")
-    print(peak_lines(peak, "cpu"))
+def svg_size(args: argparse.Namespace, peak: dict) -> None:
+    """--quick / --smoke: the SVG-LP-size step, this package against the original loop, fp32, one
+    timed step each after one warm-up (--smoke: toy widths, batch 2 x 4 frames)."""
+    sizes = SMOKE_SVG if args.smoke else {}
+    b, length = (2, 4) if args.smoke else (B, L)
+    cfg = (
+        ModelConfig(nf=sizes["nf"], g_dim=sizes["g"], rnn_units=sizes["rnn"], z_dim=sizes["z"])
+        if args.smoke
+        else ModelConfig(nf=64)
+    )
+    with torch.device("meta"):
+        n_params = WorldModel(cfg, SIZE, 0).num_params()
+    flops = step_flops(cfg, 0, b, length)
+    t_ours, t_ours_med = bench_step(cfg, 0, "fp32", 1, warmup=1, b=b, length=length)
+    n_base, f_base, t_base, t_base_med = bench_baseline(1, 1, b, length, sizes)
+    print(
+        f"\ntraining step, SVG-LP original size{' (smoke: toy widths)' if args.smoke else ''}, no "
+        f"actions, batch {b} x {length} frames, {SIZE}x{SIZE}, fp32, 1 timed step after 1 "
+        f"warm-up, {clock('cpu')[1]}"
+    )
+    conv = peak["fp32"].conv
+    for name, n, f, t in (
+        ("this package", n_params, flops, t_ours),
+        ("original SVG loop", n_base, f_base, t_base),
+    ):
+        print(
+            f"  {name:18s} {n / 1e6:6.2f}M params {f / 1e9:6.1f} GFLOP/step {t:8.3f} s/step "
+            f"{b * length / t:6.0f} frames/s {f / t / 1e9:6.1f} GFLOP/s = {f / t / 1e9 / conv:.0%} "
+            "of the conv peak"
+        )
+    note = bf16_skip_note("cpu")
+    if note:
+        print(f"  {note}")
+    print(f"{RATIO_SVG}: {t_base / t_ours:.2f}x")
+
+
+def throughput(args: argparse.Namespace, peak: dict) -> None:
+    """The step's FLOPs and speed, the original SVG loop, imagination, parameter counts."""
     timed = precisions("cpu")  # bf16 only where native
 
     models = {
@@ -406,7 +460,8 @@ def throughput(args: argparse.Namespace) -> None:
         "SVG-LP original size (nf=64), no actions": (ModelConfig(nf=64), 0),
     }
     print(
-        f"\ntraining step, batch {B} x {L} frames, {SIZE}x{SIZE} (time: min / median of {args.steps})"
+        f"\ntraining step, batch {B} x {L} frames, {SIZE}x{SIZE} (time: min / median of {args.steps}"
+        f", {clock('cpu')[1]})"
     )
     for name, (cfg, action_dim) in models.items():
         with torch.device("meta"):
@@ -415,6 +470,8 @@ def throughput(args: argparse.Namespace) -> None:
         print(f"{name}: {n_params / 1e6:.2f}M params, {flops / 1e9:.0f} GFLOP/step")
         for precision in timed:
             t_min, t_med = bench_step(cfg, action_dim, precision, args.steps)
+            if name.startswith("SVG-LP") and precision == "fp32":
+                svg_fp32 = t_min
             print(
                 f"  {precision}: {t_min:.3f} / {t_med:.3f} s/step   {B * L / t_min:6.0f} frames/s   "
                 f"{flops / t_min / 1e9:5.0f} GFLOP/s = "
@@ -431,6 +488,7 @@ def throughput(args: argparse.Namespace) -> None:
         f"{B * L / t_min:6.0f} frames/s   {flops / t_min / 1e9:5.0f} GFLOP/s = "
         f"{flops / t_min / 1e9 / peak['fp32'].conv:.0%} of the conv peak"
     )
+    print(f"{RATIO_SVG}: {t_min / svg_fp32:.2f}x")
 
     print("\nlatent imagination, 1000 candidates x 12 steps, default model")
     for precision in timed:
