@@ -62,6 +62,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from common.checks import is_int, is_number
+
 __all__ = [
     "Objective",
     "CEMConfig",
@@ -81,14 +83,6 @@ KINDS = ("cem", "icem")
 
 class NonFiniteObjectiveError(RuntimeError):
     """Raised when every candidate of a CEM iteration has a non-finite return."""
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_real(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 @dataclass
@@ -164,22 +158,22 @@ class CEMConfig:
             raise ValueError(f"CEMConfig.kind must be one of {KINDS}, got {self.kind!r}")
         for name in ("population", "elites", "iterations", "horizon"):
             value = getattr(self, name)
-            if not _is_int(value) or value < 1:
+            if not is_int(value, 1):
                 raise ValueError(f"CEMConfig.{name} must be an int >= 1, got {value!r}")
         if self.elites > self.population:
             raise ValueError(
                 f"CEMConfig.elites must be in [1, population={self.population}], got {self.elites}"
             )
-        if not _is_real(self.init_std) or self.init_std <= 0:
+        if not is_number(self.init_std, finite=True) or self.init_std <= 0:
             raise ValueError(
                 f"CEMConfig.init_std must be a finite float > 0, got {self.init_std!r}"
             )
-        if not _is_real(self.min_std) or not 0 <= self.min_std <= self.init_std:
+        if not is_number(self.min_std, finite=True) or not 0 <= self.min_std <= self.init_std:
             raise ValueError(
                 f"CEMConfig.min_std must be a float in [0, init_std={self.init_std}], "
                 f"got {self.min_std!r}"
             )
-        if not _is_real(self.alpha) or not 0 <= self.alpha < 1:
+        if not is_number(self.alpha, finite=True) or not 0 <= self.alpha < 1:
             raise ValueError(f"CEMConfig.alpha must be a float in [0, 1), got {self.alpha!r}")
         for name in ("warm_start", "evaluate_mean"):
             if not isinstance(getattr(self, name), bool):
@@ -189,15 +183,15 @@ class CEMConfig:
                 f"CEMConfig.return_mean must be a bool or None (the kind's default), "
                 f"got {self.return_mean!r}"
             )
-        if not _is_real(self.noise_beta) or self.noise_beta < 0:
+        if not is_number(self.noise_beta, finite=True) or self.noise_beta < 0:
             raise ValueError(
                 f"CEMConfig.noise_beta must be a finite float >= 0, got {self.noise_beta!r}"
             )
-        if not _is_real(self.keep_elites) or not 0 <= self.keep_elites <= 1:
+        if not is_number(self.keep_elites, finite=True) or not 0 <= self.keep_elites <= 1:
             raise ValueError(
                 f"CEMConfig.keep_elites must be a float in [0, 1], got {self.keep_elites!r}"
             )
-        if not _is_real(self.population_decay) or self.population_decay < 1:
+        if not is_number(self.population_decay, finite=True) or self.population_decay < 1:
             raise ValueError(
                 f"CEMConfig.population_decay must be a finite float >= 1, "
                 f"got {self.population_decay!r}"

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from agents.cem import Objective
+from common.checks import is_int
 from worldmodel.rollout import PreparedState, latent_rollout
 
 __all__ = ["latent_reward_objective", "goal_image_objective", "ImaginingModel"]
@@ -63,7 +64,7 @@ def _autocast(device: torch.device, precision: Precision) -> contextlib.Abstract
 
 
 def _check_common(samples: int, precision: Precision) -> None:
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+    if not is_int(samples, 1):
         raise ValueError(f"samples must be an int >= 1, got {samples!r}")
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {list(_PRECISIONS)}, got {precision!r}")
@@ -188,7 +189,7 @@ def goal_image_objective(
         raise ValueError("distance='feature' needs a comparator module (frames -> features)")
     if which_frames not in ("last", "all"):
         raise ValueError(f"which_frames must be 'last' or 'all', got {which_frames!r}")
-    if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
+    if chunk_size is not None and not is_int(chunk_size, 1):
         raise ValueError(f"chunk_size must be None or an int >= 1, got {chunk_size!r}")
     if goal.dim() != 3 or goal.shape[0] != 3:
         raise ValueError(f"goal must be an image of shape (3, h, w), got {tuple(goal.shape)}")

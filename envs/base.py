@@ -19,6 +19,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from common.checks import is_int
+
 PHYSICS_ERROR_MODES = ("truncate", "raise")
 
 
@@ -106,7 +108,7 @@ def register_renderer_cleanup(env: PixelEnv) -> None:
 
 def _as_int(value: Any, what: str, minimum: int) -> int:
     """``value`` as an int >= ``minimum`` (Python or numpy integers), else a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    if not is_int(value, minimum):
         raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 

@@ -57,6 +57,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from common.checks import is_int
 from worldmodel.checkpoint import load_optimizer_state
 from worldmodel.comparator import (
     Comparator,
@@ -162,7 +163,7 @@ class AntiBlurConfig:
                 "anti-blur weights (gdl_weight, adv_weight, feature_weight) must be >= 0"
             )
         k = self.judged_per_sequence
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        if k is not None and not is_int(k, 1):
             raise ValueError(f"judged_per_sequence={k!r}; expected an integer >= 1 or None (all)")
         if self.gdl_alpha < 1:
             raise ValueError(f"gdl_alpha must be >= 1, got {self.gdl_alpha}")

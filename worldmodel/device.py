@@ -26,6 +26,8 @@ from contextlib import AbstractContextManager
 import numpy as np
 import torch
 
+from common.checks import is_int
+
 __all__ = [
     "PRECISIONS",
     "autocast",
@@ -146,7 +148,7 @@ def seed_everything(seed: int, device: torch.device | str | None = None) -> torc
     Returns:
         A new ``torch.Generator`` seeded with ``seed``: pass it explicitly where randomness matters.
     """
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+    if not is_int(seed, 0):
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
     random.seed(seed)

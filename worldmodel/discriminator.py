@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from common.checks import is_int
 from worldmodel.losses import multiscale
 from worldmodel.pggan import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, fade_in, resize_to
 
@@ -108,7 +109,7 @@ class DiscriminatorConfig:
             )
         for name in ("width", "max_width", "hidden"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or value < 1):
+            if value is not None and not is_int(value, 1):
                 raise ValueError(
                     f"discriminator.{name}={value!r}; expected an integer >= 1 or None"
                 )

@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from common.checks import is_int
 from worldmodel.svg import Imagination, ModelState, WorldModel
 
 __all__ = ["LatentRollout", "PreparedState", "latent_rollout", "supports"]
@@ -403,7 +404,7 @@ class LatentRollout:
         horizon=horizon, noise=noise)`` for the state given to :meth:`prepare`: the same
         arguments and checks, the same output (``frames`` is None)."""
         model, state = self.model, prepared.state
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        if not is_int(samples, 1):
             raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
         if actions is not None:
             if actions.dim() != 3:

@@ -48,6 +48,7 @@ from typing import Any
 import torch
 import yaml
 
+from common.checks import is_number
 from worldmodel.checkpoint import CheckpointError, load_checkpoint
 from worldmodel.evaluation import (
     COPY_LAST,
@@ -150,7 +151,7 @@ def _read_yaml(path: Path) -> Any:
 
 
 def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         return None
     return float(value)
 
