@@ -26,7 +26,6 @@ Hydra lives only here: :func:`main` converts the composed config to
 from __future__ import annotations
 
 import math
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -35,13 +34,13 @@ from typing import Any
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from agents.cem import NonFiniteObjectiveError
 from agents.config import CEMPlannerConfig
 from agents.loop import run
+from common.cli import exit_on, preflight, to_dataclass
 from worldmodel.checkpoint import CheckpointError
-from worldmodel.cli import preflight
 from worldmodel.train import TrainingDiverged
 
 __all__ = ["main", "with_profile", "format_summary"]
@@ -130,13 +129,8 @@ def format_summary(summary: dict[str, Any]) -> str:
 def _main(dict_cfg: DictConfig) -> None:
     workdir = HydraConfig.get().runtime.output_dir
     try:
-        cfg: CEMPlannerConfig = OmegaConf.to_object(dict_cfg)
-        summary = run(cfg, workdir)
-    except EXPECTED_ERRORS as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        with exit_on(*EXPECTED_ERRORS):
+            summary = run(to_dataclass(dict_cfg), workdir)
     except KeyboardInterrupt:
         print(
             f"\ninterrupted; every finished episode is checkpointed. Continue with:\n"

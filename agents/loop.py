@@ -65,9 +65,10 @@ from agents.objectives import goal_image_objective, latent_reward_objective
 from envs.episodes import EpisodeRecorder
 from envs.registry import make_env_from_config
 from episode_format import Episode, episode_index, episode_paths, next_episode_index
-from worldmodel.checkpoint import cleanup_stale_tmp, load_checkpoint, write_text_atomic
+from worldmodel.checkpoint import load_checkpoint, write_text_atomic
 from worldmodel.data import ReplayBuffer, SequenceSampler, load_episode
 from worldmodel.device import autocast_dtype, resolve_device, seed_everything
+from worldmodel.run_dir import RunDirectory
 from worldmodel.svg import ModelState, WorldModel
 from worldmodel.train import Trainer, model_from_checkpoint, predict
 from worldmodel.training_setup import build_trainer, resolve_model_config
@@ -391,6 +392,7 @@ class _Run:
         self.state = LoopState()
         self.replay: ReplayBuffer | None = None
         self.sampler: SequenceSampler | None = None
+        self.run_dir: RunDirectory | None = None  # made by prepare()
         self.writer: Any = None
         self.bar: Any = None
         self.session_start = time.perf_counter()
@@ -402,9 +404,9 @@ class _Run:
     def prepare(self) -> None:
         """Check the work directory, resume if asked, rebuild the replay buffer."""
         cfg = self.cfg
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        for directory in (self.workdir, self.episodes_dir, self.eval_dir, self.ckpt_path.parent):
-            cleanup_stale_tmp(directory)
+        self.run_dir = RunDirectory(
+            self.workdir, subdirs=(self.episodes_dir, self.eval_dir, self.ckpt_path.parent)
+        )
         existing = episode_paths(self.episodes_dir)
         if not cfg.resume and (self.ckpt_path.exists() or existing):
             raise ValueError(
@@ -436,7 +438,8 @@ class _Run:
         self.wall_at_start = self.state.wall_seconds
 
     def _load_checkpoint(self) -> None:
-        payload_env = load_checkpoint(self.ckpt_path)["extra"].get("env", {})
+        payload = load_checkpoint(self.ckpt_path, map_location=self.device)  # read once
+        payload_env = payload["extra"].get("env", {})
         here = {"name": self.cfg.env.name, "size": self.cfg.env.size}
         if payload_env and payload_env != here:
             raise ValueError(
@@ -444,7 +447,8 @@ class _Run:
                 f"env.size={payload_env['size']}; resume with the run's own overrides "
                 f"(env={payload_env['name']} env.size={payload_env['size']} ...)"
             )
-        extra = self.trainer.load(self.ckpt_path)
+        extra = self.trainer.load(self.ckpt_path, payload)
+        del payload
         loop = extra["loop"]
         self.state = LoopState(**loop)
         rng = extra["rng"]  # generator states are CPU byte tensors (loaded onto the device)
@@ -769,10 +773,8 @@ class _Run:
         }
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
+        if self.run_dir is not None:
+            self.run_dir.close()  # the progress bar and the TensorBoard writer
         self.env.close()
 
 
@@ -791,14 +793,12 @@ def run(cfg: CEMPlannerConfig, workdir: str | Path) -> dict[str, Any]:
     session = _Run(cfg, workdir)
     try:
         session.prepare()
-        from torch.utils.tensorboard import SummaryWriter
-
-        session.writer = SummaryWriter(str(workdir / "tb"))
-        if session.resumed_at is None:
-            session.writer.add_text(
-                "config", "```\n" + json.dumps(asdict(cfg), indent=2) + "\n```", 0
-            )
-            session.writer.add_scalar("model/parameters", session.model.num_params(), 0)
+        run_dir = session.run_dir
+        assert run_dir is not None
+        new = session.resumed_at is None  # a resumed run logged its config when it started
+        session.writer = run_dir.open_writer(
+            cfg if new else None, 0, parameters=session.model.num_params() if new else None
+        )
         log.info(
             "%s: %s, model %s M=%s K=%s with %s parameters on %s (training precision %s, "
             "planning %s); work directory %s (continue it with resume=true hydra.run.dir=%s)",
@@ -815,10 +815,9 @@ def run(cfg: CEMPlannerConfig, workdir: str | Path) -> dict[str, Any]:
             workdir,
         )
         if cfg.progress:
-            from tqdm import tqdm
             from tqdm.contrib.logging import logging_redirect_tqdm
 
-            session.bar = tqdm(  # ETA from the average rate: training pauses the bar
+            session.bar = run_dir.open_bar(  # ETA from the average rate: training pauses the bar
                 total=None,
                 initial=session.state.env_steps,  # a resumed run starts where it stopped
                 unit="step",
@@ -836,7 +835,7 @@ def run(cfg: CEMPlannerConfig, workdir: str | Path) -> dict[str, Any]:
         summary = session.summary()
     finally:
         session.close()
-    write_text_atomic(workdir / "summary.json", json.dumps(summary, indent=2))
+    run_dir.write_summary(summary)
     return summary
 
 
@@ -862,8 +861,8 @@ def evaluate_checkpoint(cfg: CEMPlannerConfig, workdir: Path | None = None) -> d
             f"env.size={trained_on['size']}, but this run has env={cfg.env.name} "
             f"env.size={cfg.env.size}; pass env={trained_on['name']} env.size={trained_on['size']}"
         )
+    model = model_from_checkpoint(cfg.ckpt, device, payload)  # the file is read once
     del payload
-    model = model_from_checkpoint(cfg.ckpt, device)
     env = make_env_from_config(cfg.env)
     try:
         action_dim = int(env.action_space.shape[0])

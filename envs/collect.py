@@ -31,7 +31,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from envs.cli import preflight, run_entry_point
+from common.cli import exit_on, preflight, to_dataclass
 from envs.config import MISSING, CollectConfig
 from envs.episodes import EpisodeRecorder, next_episode_index
 from envs.registry import make_env_from_config, resolve_name
@@ -173,7 +173,8 @@ def run(cfg: CollectConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="collect")
 def main(cfg: DictConfig) -> None:
-    result = run_entry_point(run, cfg)
+    with exit_on(ValueError, OSError):
+        result = run(to_dataclass(cfg))
     last = result["first_index"] + result["episodes"] - 1
     print(
         f"wrote {result['episodes']} episodes (indices {result['first_index']}-{last}, "

@@ -23,7 +23,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from envs.cli import preflight, run_entry_point
+from common.cli import exit_on, preflight, to_dataclass
 from envs.config import MISSING, ImportVideoConfig
 from envs.episodes import next_episode_index, save_episode
 from envs.image import center_crop, resize, to_rgb
@@ -182,7 +182,8 @@ def run(cfg: ImportVideoConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="import_video")
 def main(cfg: DictConfig) -> None:
-    result = run_entry_point(run, cfg)
+    with exit_on(ValueError, OSError):
+        result = run(to_dataclass(cfg))
     print(
         f"wrote {result['episodes']} video episodes from {result['files']} file(s) "
         f"({len(result['skipped'])} skipped) to {result['out']}"

@@ -18,7 +18,6 @@ calls :func:`run`, which tests call directly.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,9 @@ from typing import Any
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from common.cli import exit_on, preflight, to_dataclass
 from worldmodel.checkpoint import CheckpointError
 from worldmodel.evaluation import EvaluateConfig, console_summary, evaluate
 
@@ -49,26 +49,15 @@ def run(cfg: EvaluateConfig, workdir: str | Path | None = None) -> dict[str, Any
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
 def main(dict_cfg: DictConfig) -> None:
-    missing = sorted(OmegaConf.missing_keys(dict_cfg))
-    if missing:
-        print(f"error: missing required option(s) {', '.join(missing)}", file=sys.stderr)
-        sys.exit(1)
-    cfg: EvaluateConfig = OmegaConf.to_object(dict_cfg)
+    cfg: EvaluateConfig = to_dataclass(dict_cfg)
     workdir = HydraConfig.get().runtime.output_dir
-    try:
+    with exit_on(ValueError, OSError, CheckpointError):  # OSError: missing file, full disk
         report = run(cfg, workdir)
-    except (ValueError, OSError, CheckpointError) as err:  # OSError: missing file, full disk
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
     print(console_summary(report, cfg.out or workdir))
 
 
 def _cli() -> None:
     """A bad override or value: one line and exit 1 before hydra starts; then the hydra app."""
-    from worldmodel.cli import preflight
-
     preflight("evaluate", EvaluateConfig, sys.argv, check=EvaluateConfig.validate)
     main()
 

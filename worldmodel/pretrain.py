@@ -17,22 +17,21 @@ calls :func:`run`, which tests call directly.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from worldmodel.adversarial import AntiBlurConfig
-from worldmodel.checkpoint import cleanup_stale_tmp, write_text_atomic
 from worldmodel.data import EpisodeDataset, SequenceSampler
 from worldmodel.device import resolve_device
 from worldmodel.distributed import DistInfo, broadcast_object, init_from_env, shutdown
+from worldmodel.run_dir import RunDirectory
 from worldmodel.svg import ModelConfig, WorldModel
 from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer, TrainingDiverged, predict
 from worldmodel.training_setup import build_trainer, resolve_model_config
@@ -193,15 +192,11 @@ def _run(cfg: PretrainConfig, workdir, device: torch.device, info: DistInfo) -> 
     elif cfg.resume:
         log.warning("resume=true but %s does not exist: starting from scratch", ckpt_path)
 
-    writer = None
+    writer = run_dir = None
     if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        for directory in (out, ckpt_path.parent):  # leftovers of a killed run's atomic writes
-            cleanup_stale_tmp(directory)
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / "tb"))
+        run_dir = RunDirectory(out, subdirs=(ckpt_path.parent,))
         n_params = model.num_params()
+        writer = run_dir.open_writer(cfg, start_step, parameters=n_params)
         print(
             f"model {cfg.model.variant} M={cfg.model.M} K={cfg.model.K}: {n_params:,} parameters; "
             f"data {dataset.num_episodes} episodes / {dataset.num_frames:,} frames "
@@ -211,8 +206,6 @@ def _run(cfg: PretrainConfig, workdir, device: torch.device, info: DistInfo) -> 
             f"precision {trainer.amp_dtype or torch.float32}",
             flush=True,
         )
-        writer.add_text("config", "```\n" + json.dumps(asdict(cfg), indent=2) + "\n```", start_step)
-        writer.add_scalar("model/parameters", n_params, start_step)
 
     def save() -> None:
         if info.is_main:
@@ -222,10 +215,8 @@ def _run(cfg: PretrainConfig, workdir, device: torch.device, info: DistInfo) -> 
             )
 
     bar = None
-    if info.is_main and cfg.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(
+    if run_dir is not None and cfg.progress:
+        bar = run_dir.open_bar(
             total=cfg.steps, initial=start_step, desc="pretrain", unit="step", file=sys.stdout
         )
     t0, frames, last_logs = time.perf_counter(), 0, {}
@@ -264,8 +255,8 @@ def _run(cfg: PretrainConfig, workdir, device: torch.device, info: DistInfo) -> 
         log.error("training diverged; the last good checkpoint is %s", ckpt_path)
         raise
     finally:
-        if bar is not None:
-            bar.close()
+        if run_dir is not None:
+            run_dir.close()  # the bar and the writer (nothing is logged after this point)
     save()
     elapsed = time.perf_counter() - t0
     checksums = _rank_checksums(model, info)
@@ -284,9 +275,8 @@ def _run(cfg: PretrainConfig, workdir, device: torch.device, info: DistInfo) -> 
         "rank_checksums": checksums,
         "ranks_in_sync": len(set(checksums)) == 1,
     }
-    if writer is not None:
-        writer.close()
-        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
+    if run_dir is not None:
+        run_dir.write_summary(summary)
     return summary
 
 
@@ -300,11 +290,10 @@ def register_configs() -> None:
 def main() -> None:  # pragma: no cover - thin hydra wrapper, tested through run()
     import hydra
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
     from omegaconf.errors import MissingMandatoryValue
 
+    from common.cli import exit_on, preflight, to_dataclass
     from worldmodel.checkpoint import CheckpointError
-    from worldmodel.cli import preflight
 
     register_configs()
     # a bad override or value: one line and exit 1, before hydra creates the run directory
@@ -312,18 +301,9 @@ def main() -> None:  # pragma: no cover - thin hydra wrapper, tested through run
 
     @hydra.main(version_base="1.3", config_path="../configs", config_name="pretrain")
     def _main(dict_cfg) -> None:
-        try:
-            cfg: PretrainConfig = OmegaConf.to_object(dict_cfg)
-            run(cfg, HydraConfig.get().runtime.output_dir)
-        except (
-            ValueError,
-            OSError,  # FileNotFoundError, an unwritable output directory, a full disk
-            CheckpointError,
-            TrainingDiverged,
-            MissingMandatoryValue,
-        ) as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(1)
+        # OSError: a missing data directory, an unwritable output directory, a full disk
+        with exit_on(ValueError, OSError, CheckpointError, TrainingDiverged, MissingMandatoryValue):
+            run(to_dataclass(dict_cfg), HydraConfig.get().runtime.output_dir)
 
     _main()
 

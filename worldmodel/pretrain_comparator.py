@@ -180,20 +180,17 @@ def main() -> None:  # pragma: no cover - thin hydra wrapper, tested through run
     import hydra
     from omegaconf import OmegaConf
 
+    from common.cli import exit_on, fail
+
     register_configs()
 
     @hydra.main(version_base="1.3", config_path="../configs", config_name="pretrain_comparator")
     def _main(dict_cfg) -> None:
         missing = sorted(OmegaConf.missing_keys(dict_cfg))
         if missing:
-            given = " ".join(f"{key}=PATH" for key in missing)
-            print(f"error: {', '.join(missing)} required: {given}", file=sys.stderr)
-            sys.exit(1)
-        try:
+            fail(f"{', '.join(missing)} required: {' '.join(f'{key}=PATH' for key in missing)}")
+        with exit_on(ValueError, OSError):
             summary = run(OmegaConf.to_object(dict_cfg))
-        except (ValueError, FileNotFoundError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(1)
         print(
             f"video encoder ({summary['parameters']:,} parameters) trained for {summary['steps']} "
             f"steps on {summary['episodes']} episodes in {summary['wall_s']:.0f} s: InfoNCE "

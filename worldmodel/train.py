@@ -422,13 +422,17 @@ class Trainer:
         }
         return save_checkpoint(path, payload)
 
-    def load(self, path: str | Path) -> dict[str, Any]:
+    def load(self, path: str | Path, payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Restore from :meth:`save`; returns its ``extra``.
+
+        ``payload``: the checkpoint already read from ``path`` (by :func:`load_checkpoint`), so
+        that a caller who looked into it first does not read the file twice.
 
         Raises:
             CheckpointError: the checkpoint's model differs from this trainer's (naming the keys).
         """
-        payload = load_checkpoint(path, map_location=self.device)
+        if payload is None:
+            payload = load_checkpoint(path, map_location=self.device)
         if payload.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(
                 f"{path} is not a trainer checkpoint (format {payload.get('format')!r})"

@@ -11,8 +11,8 @@ import pytest
 
 from agents import cem_planner, loop  # cem_planner registers cem_planner_schema
 from agents.config import CEMPlannerConfig
+from common.cli import job_overrides, preflight
 from worldmodel import pretrain
-from worldmodel.cli import job_overrides, preflight
 from worldmodel.pretrain import PretrainConfig
 
 from .conftest import LOOP, PRETRAIN, cli, error_lines
