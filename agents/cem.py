@@ -62,7 +62,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from common.checks import is_int, is_number
+from wmcommon.checks import is_int, is_number
 
 __all__ = [
     "Objective",

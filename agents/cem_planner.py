@@ -39,7 +39,7 @@ from omegaconf import DictConfig
 from agents.cem import NonFiniteObjectiveError
 from agents.config import CEMPlannerConfig
 from agents.loop import run
-from common.cli import exit_on, preflight, to_dataclass
+from wmcommon.cli import exit_on, preflight, to_dataclass
 from worldmodel.checkpoint import CheckpointError
 from worldmodel.train import TrainingDiverged
 

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from agents.cem import Objective
-from common.checks import is_int
+from wmcommon.checks import is_int
 from worldmodel.rollout import PreparedState, latent_rollout
 
 __all__ = ["latent_reward_objective", "goal_image_objective", "ImaginingModel"]

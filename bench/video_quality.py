@@ -710,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "commit": _commit(),
         "wall_min": (time.time() - t0) / 60,
-        "runs": [(d, r) for d, _, r in jobs],
+        "runs": [(d, r) for d, _, r in jobs if f"{d}/{r.name}" not in unfinished],
         "images": images,
         "unfinished": unfinished,
     }

@@ -19,7 +19,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from common.checks import is_int
+from wmcommon.checks import is_int
 
 PHYSICS_ERROR_MODES = ("truncate", "raise")
 

@@ -31,10 +31,10 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from common.cli import exit_on, preflight, to_dataclass
 from envs.config import MISSING, CollectConfig
 from envs.episodes import EpisodeRecorder, next_episode_index
 from envs.registry import make_env_from_config, resolve_name
+from wmcommon.cli import exit_on, preflight, to_dataclass
 
 POLICIES = ("random",)
 VECTORIZATIONS = ("async", "sync")

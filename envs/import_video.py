@@ -23,10 +23,10 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from common.cli import exit_on, preflight, to_dataclass
 from envs.config import MISSING, ImportVideoConfig
 from envs.episodes import next_episode_index, save_episode
 from envs.image import center_crop, resize, to_rgb
+from wmcommon.cli import exit_on, preflight, to_dataclass
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".gif", ".mov", ".mkv", ".webm")
 

@@ -53,15 +53,15 @@ def test_env_classes_take_their_defaults_from_a_leaf_module():
 
 def test_common_is_a_leaf():
     """The shared command-line glue and checks: importable by every package, importing none."""
-    mods = _imported_after("common.cli, common.checks")
+    mods = _imported_after("wmcommon.cli, wmcommon.checks")
     for banned in ("torch", "gymnasium", "hydra", "omegaconf", "envs", "worldmodel", "agents"):
-        assert banned not in mods, f"importing common pulled in {banned}"
+        assert banned not in mods, f"importing wmcommon pulled in {banned}"
 
 
 def test_a_bool_is_not_an_int():
     import numpy as np
 
-    from common.checks import is_int, is_number
+    from wmcommon.checks import is_int, is_number
 
     assert is_int(3) and is_int(np.int64(3), minimum=1) and not is_int(0, minimum=1)
     assert not is_int(True) and not is_int(2.0) and not is_int("2")

@@ -57,7 +57,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from common.checks import is_int
+from wmcommon.checks import is_int
 from worldmodel.checkpoint import load_optimizer_state
 from worldmodel.comparator import (
     Comparator,

@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager
 import numpy as np
 import torch
 
-from common.checks import is_int
+from wmcommon.checks import is_int
 
 __all__ = [
     "PRECISIONS",

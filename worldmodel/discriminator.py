@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from common.checks import is_int
+from wmcommon.checks import is_int
 from worldmodel.losses import multiscale
 from worldmodel.pggan import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, fade_in, resize_to
 

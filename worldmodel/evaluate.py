@@ -27,7 +27,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from common.cli import exit_on, preflight, to_dataclass
+from wmcommon.cli import exit_on, preflight, to_dataclass
 from worldmodel.checkpoint import CheckpointError
 from worldmodel.evaluation import EvaluateConfig, console_summary, evaluate
 

@@ -292,7 +292,7 @@ def main() -> None:  # pragma: no cover - thin hydra wrapper, tested through run
     from hydra.core.hydra_config import HydraConfig
     from omegaconf.errors import MissingMandatoryValue
 
-    from common.cli import exit_on, preflight, to_dataclass
+    from wmcommon.cli import exit_on, preflight, to_dataclass
     from worldmodel.checkpoint import CheckpointError
 
     register_configs()

@@ -180,7 +180,7 @@ def main() -> None:  # pragma: no cover - thin hydra wrapper, tested through run
     import hydra
     from omegaconf import OmegaConf
 
-    from common.cli import exit_on, fail
+    from wmcommon.cli import exit_on, fail
 
     register_configs()
 

@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from common.checks import is_int
+from wmcommon.checks import is_int
 from worldmodel.svg import Imagination, ModelState, WorldModel
 
 __all__ = ["LatentRollout", "PreparedState", "latent_rollout", "supports"]

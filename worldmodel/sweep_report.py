@@ -48,7 +48,7 @@ from typing import Any
 import torch
 import yaml
 
-from common.checks import is_number
+from wmcommon.checks import is_number
 from worldmodel.checkpoint import CheckpointError, load_checkpoint
 from worldmodel.evaluation import (
     COPY_LAST,

@@ -11,7 +11,7 @@ import pytest
 
 from agents import cem_planner, loop  # cem_planner registers cem_planner_schema
 from agents.config import CEMPlannerConfig
-from common.cli import job_overrides, preflight
+from wmcommon.cli import job_overrides, preflight
 from worldmodel import pretrain
 from worldmodel.pretrain import PretrainConfig
 

@@ -5,8 +5,8 @@ test checks that it pulls in none of torch, gymnasium, hydra, ``worldmodel``, ``
 ``agents``), so that ``envs``, which never imports ``worldmodel``, and ``worldmodel``, which never
 imports hydra outside its entry points, can both use it.
 
-* :mod:`common.checks`: the validation helpers (``is_int``: "a bool is not an int").
-* :mod:`common.cli`: the command-line glue of every Hydra entry point (the pre-flight check of a
+* :mod:`wmcommon.checks`: the validation helpers (``is_int``: "a bool is not an int").
+* :mod:`wmcommon.cli`: the command-line glue of every Hydra entry point (the pre-flight check of a
   command line, and ``error: <message>`` / exit status 1 for an expected error); hydra and
   omegaconf are imported inside its functions.
 """
