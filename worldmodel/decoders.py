@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wmcommon.checks import is_int
 from worldmodel.nets import Decoder, fade_in, full_size_only, init_weights
 
 __all__ = ["MultiScaleDecoder", "ProgressiveDecoder"]
@@ -168,7 +169,7 @@ class MultiScaleDecoder(Decoder):
             kind, image_size, channels, nf, g_dim, channels_last, pixel_norm, logits=True
         )
         n = len(self.widths)
-        if isinstance(scales, bool) or not isinstance(scales, int) or not 1 <= scales <= n:
+        if not is_int(scales) or not 1 <= scales <= n:
             raise ValueError(
                 f"decoder scales={scales!r}; expected an integer in [1, {n}] for "
                 f"{image_size} px frames (the coarsest scale must be >= 8 px)"

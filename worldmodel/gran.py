@@ -34,6 +34,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from wmcommon.checks import is_int
 from worldmodel.nets import Decoder, full_size_only
 
 __all__ = ["DECODERS", "GranDecoder", "draw"]
@@ -77,7 +78,7 @@ class GranDecoder(nn.Module):
         pixel_norm: bool = False,
     ) -> None:
         super().__init__()
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        if not is_int(steps, 1):
             raise ValueError(f"GRAN drawing steps must be an integer >= 1, got {steps!r}")
         self.steps, self.g_dim = steps, g_dim
         self.image_size, self.channels = image_size, channels

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from wmcommon.checks import is_int, is_number
 from worldmodel.decoders import MultiScaleDecoder, ProgressiveDecoder
 from worldmodel.gran import DECODERS, GranDecoder
 from worldmodel.nets import ENCODERS, Decoder, Encoder, count_params, resize_to
@@ -132,14 +133,14 @@ class ModelConfig:
             raise ValueError(f"model.decoder={self.decoder!r}; expected one of {DECODERS}")
         for name in ("M", "K"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            if not is_number(value) or not value > 0:
                 raise ValueError(f"model.{name}={value!r}; expected a number > 0")
         positive = ("rnn_units", "nf", "g_dim", "z_dim", "reward_hidden")
         positive += ("predictor_layers", "prior_layers", "posterior_layers")
         positive += ("decoder_scales", "gran_steps")
         for name in (*positive, "action_embed"):
             value, low = getattr(self, name), 0 if name == "action_embed" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if not is_int(value, low):
                 raise ValueError(f"model.{name}={value!r}; expected an integer >= {low}")
         for name in ("pixel_norm", "progressive_heads"):
             if not isinstance(getattr(self, name), bool):
@@ -383,7 +384,7 @@ class WorldModel(nn.Module):
     ) -> None:
         super().__init__()
         cfg.validate()
-        if isinstance(action_dim, bool) or not isinstance(action_dim, int) or action_dim < 0:
+        if not is_int(action_dim, 0):
             raise ValueError(f"action_dim must be an integer >= 0, got {action_dim!r}")
         self.cfg = cfg
         self.image_size, self.action_dim, self.channels = image_size, action_dim, channels
@@ -716,7 +717,7 @@ class WorldModel(nn.Module):
         """
         if feedback not in FEEDBACK:
             raise ValueError(f"feedback={feedback!r}; expected one of {FEEDBACK}")
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        if not is_int(samples, 1):
             raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
         if actions is not None:
             if actions.dim() != 3:
