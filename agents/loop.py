@@ -49,7 +49,8 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -91,6 +92,11 @@ log = logging.getLogger("agents.loop")
 CHECKPOINT = Path("checkpoints") / "last.pt"
 EPISODES = "episodes"
 EVAL_EPISODES = "eval_episodes"
+#: The evaluation curve, rewritten after every evaluation (one row per evaluation).
+EVALUATIONS_CSV = "evaluations.csv"
+EVALUATIONS_HEADER = "seed,env_steps,wall_s,eval_return"
+#: The parts of the loop's wall time (:attr:`LoopState.seconds`; the rest is "other").
+TIME_PARTS = ("planning", "environment", "training", "writing")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,6 +353,10 @@ class LoopState:
         physics_errors: episodes ended by an unstable simulation.
         plan_seconds, planned_actions: total planning time and actions planned.
         wall_seconds: wall time of the run over all sessions (up to the last checkpoint).
+        eval_wall_s: the run's wall time (all sessions) at each evaluation's end.
+        seconds: where the wall time went, by part (:data:`TIME_PARTS`: planning, environment,
+            training, writing), over all sessions; evaluation episodes count in planning and
+            environment, their videos and prediction strips in writing.
     """
 
     episodes: int = 0
@@ -362,6 +372,8 @@ class LoopState:
     plan_seconds: float = 0.0
     planned_actions: int = 0
     wall_seconds: float = 0.0
+    eval_wall_s: list[float] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIME_PARTS, 0.0))
 
 
 class _Run:
@@ -506,7 +518,7 @@ class _Run:
 
     def save_checkpoint(self) -> None:
         s = self.state
-        s.wall_seconds = self.wall_at_start + time.perf_counter() - self.session_start
+        s.wall_seconds = self.wall_now()
         extra = {
             "loop": asdict(s),
             "episodes_dir": EPISODES,  # relative to the work directory
@@ -555,6 +567,7 @@ class _Run:
         planning time (None for a random seed episode)."""
         cfg, s = self.cfg, self.state
         policy: Policy = self.agent if planned else self.random_policy
+        start = time.perf_counter()
         episode, act_seconds = run_episode(
             self.env,
             policy,
@@ -565,7 +578,10 @@ class _Run:
             on_step=self.on_env_step,
             meta=self._meta(policy="cem" if planned else "random"),
         )
-        episode.save(self.episodes_dir, s.episodes)
+        self._add_time("planning", act_seconds)
+        self._add_time("environment", time.perf_counter() - start - act_seconds)
+        with self.timed("writing"):
+            episode.save(self.episodes_dir, s.episodes)
         assert self.replay is not None
         self.replay.add(episode)
         if planned:
@@ -597,6 +613,7 @@ class _Run:
         for i in range(cfg.eval_episodes):
             reset_seed = episode_seed(cfg.seed, 1, i)
             tick = self._ticker(f"evaluating {i + 1}/{cfg.eval_episodes}")
+            start = time.perf_counter()
             episode, act_seconds = run_episode(
                 self.env,
                 self.agent,
@@ -605,7 +622,10 @@ class _Run:
                 on_step=tick,
                 meta=self._meta(policy="cem-eval"),
             )
-            episode.save(self.eval_dir, next_episode_index(self.eval_dir))
+            self._add_time("planning", act_seconds)
+            self._add_time("environment", time.perf_counter() - start - act_seconds)
+            with self.timed("writing"):
+                episode.save(self.eval_dir, next_episode_index(self.eval_dir))
             s.plan_seconds += act_seconds
             s.planned_actions += episode.num_steps
             s.physics_errors += bool(episode.meta.get("physics_error"))
@@ -616,7 +636,48 @@ class _Run:
         s.eval_env_steps.append(s.env_steps)
         s.eval_returns.append(float(np.mean(returns)))
         s.eval_stds.append(float(np.std(returns)))
+        s.eval_wall_s.append(self.wall_now())
+        with self.timed("writing"):
+            self.write_evaluations()
         return episodes
+
+    def write_evaluations(self) -> None:
+        """Rewrite ``evaluations.csv`` (:data:`EVALUATIONS_HEADER`) from the state: one row per
+        evaluation, so a resumed run's file matches its checkpoint."""
+        s = self.state
+        walls = list(s.eval_wall_s) + [math.nan] * (len(s.eval_returns) - len(s.eval_wall_s))
+        rows = [EVALUATIONS_HEADER]
+        for steps, wall, ret in zip(s.eval_env_steps, walls, s.eval_returns, strict=True):
+            wall_text = "" if math.isnan(wall) else f"{wall:.1f}"
+            rows.append(f"{self.cfg.seed},{steps},{wall_text},{ret:.4f}")
+        write_text_atomic(self.workdir / EVALUATIONS_CSV, "\n".join(rows) + "\n")
+
+    # -- wall time ----------------------------------------------------------------------------
+
+    def wall_now(self) -> float:
+        """Wall time of the run so far, over all its sessions."""
+        return self.wall_at_start + time.perf_counter() - self.session_start
+
+    def _add_time(self, part: str, seconds: float) -> None:
+        self.state.seconds[part] = self.state.seconds.get(part, 0.0) + seconds
+
+    @contextmanager
+    def timed(self, part: str) -> Iterator[None]:
+        """Count the wall time of the block in ``state.seconds[part]``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._add_time(part, time.perf_counter() - start)
+
+    def time_breakdown(self) -> dict[str, float]:
+        """Seconds per part of :data:`TIME_PARTS`, plus ``other`` (set-up, replay buffer, ...)
+        and ``total`` (the run's wall time over all sessions)."""
+        total = self.wall_now()
+        parts = {k: self.state.seconds.get(k, 0.0) for k in TIME_PARTS}
+        parts["other"] = max(0.0, total - sum(parts.values()))
+        parts["total"] = total
+        return parts
 
     # -- logging ------------------------------------------------------------------------------
 
@@ -635,6 +696,11 @@ class _Run:
         for key, value in train_logs.items():
             if key != "step":
                 w.add_scalar(f"world_model/{key}", value, step)
+        times = self.time_breakdown()
+        for part, seconds in times.items():
+            if part != "total":
+                w.add_scalar(f"time/{part}_fraction", seconds / max(times["total"], 1e-9), step)
+        w.add_scalar("time/wall_minutes", times["total"] / 60, step)
         w.flush()
 
     def log_evaluation(self, episodes: list[Episode]) -> None:
@@ -727,8 +793,9 @@ class _Run:
             if self.eval_due():
                 self.stage("evaluating")
                 episodes = self.evaluate()
-                self.log_evaluation(episodes)
-                self.save_checkpoint()
+                with self.timed("writing"):
+                    self.log_evaluation(episodes)
+                    self.save_checkpoint()
                 self.update_bar()
             if s.episodes >= cfg.episodes:
                 break
@@ -736,11 +803,13 @@ class _Run:
             train_logs: dict[str, float] = {}
             if planned and cfg.train_steps:
                 self.stage("training")
-                train_logs = self.train_model()
+                with self.timed("training"):
+                    train_logs = self.train_model()
             self.stage("acting" if planned else "seeding")
             episode, plan_seconds = self.collect(planned)
-            self.log_episode(episode, plan_seconds, train_logs)
-            self.save_checkpoint()
+            with self.timed("writing"):
+                self.log_episode(episode, plan_seconds, train_logs)
+                self.save_checkpoint()
             self.update_bar(episode)
 
     def summary(self) -> dict[str, Any]:
@@ -766,6 +835,8 @@ class _Run:
                 1000 * s.plan_seconds / s.planned_actions if s.planned_actions else math.nan
             ),
             "wall_time_s": s.wall_seconds,
+            "eval_wall_s": list(s.eval_wall_s),
+            "time_s": {k: round(v, 1) for k, v in self.time_breakdown().items()},
             "resumed_at_episode": self.resumed_at,
             "checkpoint": str(self.ckpt_path),
             "parameters": self.model.num_params(),
