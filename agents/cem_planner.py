@@ -39,6 +39,7 @@ from omegaconf import DictConfig
 from agents.cem import NonFiniteObjectiveError
 from agents.config import CEMPlannerConfig
 from agents.loop import run
+from agents.references import REFERENCE_ENV_STEPS, references_for
 from wmcommon.cli import exit_on, preflight, to_dataclass
 from worldmodel.checkpoint import CheckpointError
 from worldmodel.train import TrainingDiverged
@@ -106,6 +107,29 @@ def format_summary(summary: dict[str, Any]) -> str:
         )
     evals = summary["eval_returns"]
     minutes = summary["wall_time_s"] / 60
+    refs = references_for(summary["env"])
+    reference_line = (
+        [
+            f"references      at {REFERENCE_ENV_STEPS:,} env steps from pixels: "
+            + ", ".join(f"{name} {value:g}" for name, value in refs.items())
+        ]
+        if refs
+        else []
+    )
+    times = summary.get("time_s") or {}
+    total = max(times.get("total", 0.0), 1e-9)
+    time_line = (
+        [
+            "time            "
+            + ", ".join(
+                f"{part} {100 * seconds / total:.0f}%"
+                for part, seconds in times.items()
+                if part != "total"
+            )
+        ]
+        if times
+        else []
+    )
     return "\n".join(
         [
             f"== cem_planner on {summary['env']}: {summary['workdir']}",
@@ -115,9 +139,12 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"random return   {_fmt(summary['random_return'])} (mean of the seed episodes)",
             f"eval return     best {_fmt(summary['best_eval_return'])}, "
             f"last {_fmt(summary['last_eval_return'])} "
-            f"({len(evals)} evaluation{'s' if len(evals) != 1 else ''})",
+            f"({len(evals)} evaluation{'s' if len(evals) != 1 else ''}; "
+            f"random policy {_fmt(summary['random_return'])})",
+            *reference_line,
             f"planning        {_fmt(summary['plan_ms_per_action'], 0)} ms/action",
             f"wall time       {minutes:.1f} min",
+            *time_line,
             f"physics errors  {summary['physics_errors']}",
             f"checkpoint      {summary['checkpoint']}",
             f"tensorboard     tensorboard --logdir {summary['workdir']}/tb",

@@ -107,6 +107,9 @@ class CEMPlannerConfig:
             without noise, report the mean and std return; nothing is trained or written).
         episodes: training episodes in total, seed episodes included (PlaNet: 1000 on cheetah);
             a resumed run continues up to this number.
+        max_env_steps: budget of environment steps: the run ends after the training episode that
+            reaches it, or at ``episodes``, whichever comes first (0 = no budget; the cpu profile:
+            100,000, where the published references are measured).
         seed_episodes: episodes of uniformly random actions before the first training.
         train_steps: gradient steps of the world model before each planned episode (PlaNet: 100).
         exploration_noise: std of the Gaussian noise added to planned actions in training
@@ -135,6 +138,7 @@ class CEMPlannerConfig:
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     mode: str = "train"
     episodes: int = 1000
+    max_env_steps: int = 0
     seed_episodes: int = 5
     train_steps: int = 100
     exploration_noise: float = 0.3
@@ -165,7 +169,14 @@ class CEMPlannerConfig:
                 f"seed_episodes={self.seed_episodes} exceeds episodes={self.episodes}: "
                 "raise episodes (the total, seed episodes included)"
             )
-        for name in ("train_steps", "eval_every", "video_every", "strip_every", "seed"):
+        for name in (
+            "train_steps",
+            "eval_every",
+            "video_every",
+            "strip_every",
+            "seed",
+            "max_env_steps",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)}; expected an integer >= 0")
         if not self.exploration_noise >= 0:

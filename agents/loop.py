@@ -329,6 +329,14 @@ def run_episode(
     return recorder.episode(), act_seconds
 
 
+def format_duration(seconds: float) -> str:
+    """``1:02:03`` (hours, minutes, seconds) or ``2:03`` under an hour."""
+    total = round(max(0.0, seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 def episode_seed(seed: int, kind: int, index: int) -> int:
     """The reset seed of an episode: independent streams for training (0), in-training
     evaluation (1) and ``mode=eval`` (2) episodes, a function of the run's seed and the index."""
@@ -410,6 +418,9 @@ class _Run:
         self.session_start = time.perf_counter()
         self.wall_at_start = 0.0
         self.resumed_at: int | None = None
+        # wall seconds of this session's seed episodes, planned episodes (training, acting and
+        # writing) and evaluations: what the ETA extrapolates
+        self.durations: dict[str, list[float]] = {"seed": [], "planned": [], "eval": []}
 
     # -- set-up and checkpoints ---------------------------------------------------------------
 
@@ -600,12 +611,59 @@ class _Run:
             "policy": policy,
         }
 
+    def finished(self) -> bool:
+        """``cfg.episodes`` training episodes, or the ``cfg.max_env_steps`` budget, reached."""
+        cfg, s = self.cfg, self.state
+        return s.episodes >= cfg.episodes or 0 < cfg.max_env_steps <= s.env_steps
+
     def eval_due(self) -> bool:
         cfg, s = self.cfg, self.state
         planned = s.episodes - cfg.seed_episodes
         if planned <= 0 or (s.eval_at and s.eval_at[-1] == s.episodes):
             return False
-        return s.episodes >= cfg.episodes or (cfg.eval_every > 0 and planned % cfg.eval_every == 0)
+        return self.finished() or (cfg.eval_every > 0 and planned % cfg.eval_every == 0)
+
+    def final_episodes(self) -> int:
+        """The episode count the run will end at (from the mean episode length so far when a
+        step budget ends it first)."""
+        cfg, s = self.cfg, self.state
+        if self.finished():
+            return s.episodes
+        if not cfg.max_env_steps or not s.episodes:
+            return cfg.episodes
+        per_episode = s.env_steps / s.episodes
+        left = math.ceil((cfg.max_env_steps - s.env_steps) / per_episode)
+        return min(cfg.episodes, s.episodes + left)
+
+    def eta_seconds(self) -> float | None:
+        """Seconds to the end of the run: the episodes and evaluations still to come, each at
+        the mean duration of its kind in this session (None before a planned episode is timed).
+        Seed episodes, planned episodes and evaluations cost very different times, so one
+        average rate over environment steps would be far off early in a run."""
+        cfg, s = self.cfg, self.state
+        d = self.durations
+        if not d["planned"]:
+            return None
+        final = self.final_episodes()
+        seed_left = max(0, min(cfg.seed_episodes, final) - s.episodes)
+        planned_left = max(0, final - s.episodes - seed_left)
+        planned_done = max(0, s.episodes - cfg.seed_episodes)
+        planned_final = planned_done + planned_left
+        evals_left = 0
+        if cfg.eval_every > 0:
+            evals_left = planned_final // cfg.eval_every - planned_done // cfg.eval_every
+        if planned_final > 0 and (cfg.eval_every == 0 or planned_final % cfg.eval_every):
+            evals_left += int(not (s.eval_at and s.eval_at[-1] == final))  # the final one
+        planned_s = float(np.mean(d["planned"]))
+        seed_s = float(np.mean(d["seed"])) if d["seed"] else planned_s
+        # before the first evaluation: an episode of planning without the training
+        train_per_episode = self.state.seconds.get("training", 0.0) / max(1, planned_done)
+        eval_s = (
+            float(np.mean(d["eval"]))
+            if d["eval"]
+            else cfg.eval_episodes * max(0.0, planned_s - train_per_episode)
+        )
+        return seed_left * seed_s + planned_left * planned_s + evals_left * eval_s
 
     def evaluate(self) -> list[Episode]:
         cfg, s = self.cfg, self.state
@@ -770,20 +828,51 @@ class _Run:
     def update_bar(self, episode: Episode | None = None) -> None:
         if self.bar is None:
             return
-        s, cfg = self.state, self.cfg
+        s = self.state
         if s.episodes:
             per_episode = s.env_steps / s.episodes
-            self.bar.total = max(s.env_steps, round(per_episode * cfg.episodes))
+            self.bar.total = max(s.env_steps, round(per_episode * self.final_episodes()))
         self.bar.n = s.env_steps
-        postfix = {"ep": f"{s.episodes}/{cfg.episodes}"}
+        postfix = {"ep": f"{s.episodes}/{self.final_episodes()}"}
         if episode is not None:
             postfix["return"] = f"{episode.total_reward:.1f}"
         if s.eval_returns:
             postfix["eval"] = f"{s.eval_returns[-1]:.1f}"
         if s.planned_actions:
             postfix["plan"] = f"{1000 * s.plan_seconds / s.planned_actions:.0f}ms"
+        eta = self.eta_seconds()
+        if eta is not None:
+            postfix["eta"] = format_duration(eta)
         self.bar.set_postfix(postfix, refresh=False)
         self.bar.refresh()
+
+    def log_progress(self, episode: Episode | None) -> None:
+        """Without a progress bar (``progress=false``, e.g. under nohup): one log line per
+        episode and evaluation, with the ETA."""
+        if self.bar is not None:
+            return
+        s = self.state
+        what = (
+            f"return {episode.total_reward:.1f}"
+            if episode is not None
+            else f"evaluation return {s.eval_returns[-1]:.1f}"
+        )
+        eta = self.eta_seconds()
+        plan = (
+            f", planning {1000 * s.plan_seconds / s.planned_actions:.0f} ms/action"
+            if s.planned_actions
+            else ""
+        )
+        log.info(
+            "episode %d/%d, %s env steps: %s%s; wall %s%s",
+            s.episodes,
+            self.final_episodes(),
+            f"{s.env_steps:,}",
+            what,
+            plan,
+            format_duration(self.wall_now()),
+            f", ETA {format_duration(eta)}" if eta is not None else "",
+        )
 
     # -- main -------------------------------------------------------------------------------
 
@@ -791,14 +880,18 @@ class _Run:
         cfg, s = self.cfg, self.state
         while True:
             if self.eval_due():
+                start = time.perf_counter()
                 self.stage("evaluating")
                 episodes = self.evaluate()
                 with self.timed("writing"):
                     self.log_evaluation(episodes)
                     self.save_checkpoint()
+                self.durations["eval"].append(time.perf_counter() - start)
                 self.update_bar()
-            if s.episodes >= cfg.episodes:
+                self.log_progress(None)
+            if self.finished():
                 break
+            start = time.perf_counter()
             planned = s.episodes >= cfg.seed_episodes
             train_logs: dict[str, float] = {}
             if planned and cfg.train_steps:
@@ -810,7 +903,9 @@ class _Run:
             with self.timed("writing"):
                 self.log_episode(episode, plan_seconds, train_logs)
                 self.save_checkpoint()
+            self.durations["planned" if planned else "seed"].append(time.perf_counter() - start)
             self.update_bar(episode)
+            self.log_progress(episode)
 
     def summary(self) -> dict[str, Any]:
         cfg, s = self.cfg, self.state
@@ -888,8 +983,11 @@ def run(cfg: CEMPlannerConfig, workdir: str | Path) -> dict[str, Any]:
         if cfg.progress:
             from tqdm.contrib.logging import logging_redirect_tqdm
 
-            session.bar = run_dir.open_bar(  # ETA from the average rate: training pauses the bar
+            session.bar = run_dir.open_bar(
                 total=None,
+                # the ETA is the loop's own (eta_seconds): tqdm's, from one average rate over
+                # env steps, is far off while seed episodes, training and evaluations alternate
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
                 initial=session.state.env_steps,  # a resumed run starts where it stopped
                 unit="step",
                 desc="cem_planner",

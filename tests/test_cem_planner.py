@@ -124,6 +124,39 @@ def test_format_summary():
     text = cem_planner.format_summary(summary)
     assert "best 30.2" in text and "last n/a" in text and "1.5 min" in text
     assert "3.5" in text
+    assert "references" not in text  # none published for the stub
+
+
+def test_format_summary_puts_the_return_next_to_the_references_and_breaks_down_the_time():
+    summary = {
+        "mode": "train",
+        "env": "cheetah",
+        "workdir": "runs/x",
+        "episodes": 100,
+        "env_steps": 100_000,
+        "agent_steps": 25_000,
+        "gradient_steps": 4750,
+        "random_return": 13.7,
+        "best_eval_return": 150.0,
+        "last_eval_return": 140.0,
+        "eval_returns": [140.0],
+        "plan_ms_per_action": 200.0,
+        "wall_time_s": 100.0,
+        "time_s": {
+            "planning": 50.0,
+            "environment": 5.0,
+            "training": 40.0,
+            "writing": 1.0,
+            "other": 4.0,
+            "total": 100.0,
+        },
+        "physics_errors": 0,
+        "checkpoint": "runs/x/checkpoints/last.pt",
+    }
+    text = cem_planner.format_summary(summary)
+    assert "random policy 13.7" in text
+    assert "PlaNet 138" in text and "Dreamer 238" in text and "100,000 env steps" in text
+    assert "planning 50%" in text and "training 40%" in text and "other 4%" in text
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -495,3 +495,82 @@ def test_loop_runs_on_gymnasium_and_dm_control_envs(tiny, tmp_path, env):
     episode = load_episode(files[-1])
     assert episode.obs.shape[1:] == (32, 32, 3) and episode.action.shape[1] >= 1
     assert np.isfinite(summary["last_eval_return"])
+
+
+def test_a_resumed_run_learns_exactly_as_an_uninterrupted_one(tiny, tmp_path, monkeypatch):
+    """Issue 12's "jump at a kill and resume": killed in its 4th episode and resumed, a run ends
+    with the same weights, returns and replay as the same command run without a break (the RNG
+    states, optimizer, replay buffer and sampler all come back from the checkpoint)."""
+    args = ("episodes=6", "eval_every=2")
+    straight = loop.run(tiny(*args), tmp_path / "straight")
+
+    played = []
+    real_run_episode = loop.run_episode
+
+    def dies_in_episode_four(*a, **kw):
+        if len(played) == 5:  # dies in the 6th played: episodes 0-3 and the evaluation after 3
+            raise _Killed
+        played.append(kw.get("seed"))
+        return real_run_episode(*a, **kw)
+
+    monkeypatch.setattr(loop, "run_episode", dies_in_episode_four)
+    with pytest.raises(_Killed):
+        loop.run(tiny(*args), tmp_path / "resumed")
+    monkeypatch.setattr(loop, "run_episode", real_run_episode)
+    resumed = loop.run(tiny(*args, "resume=true"), tmp_path / "resumed")
+
+    assert resumed["resumed_at_episode"] is not None
+    assert resumed["eval_returns"] == straight["eval_returns"]
+    assert resumed["gradient_steps"] == straight["gradient_steps"]
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
+    assert a["extra"]["loop"]["train_returns"] == b["extra"]["loop"]["train_returns"]
+    for key, value in a["state"]["model"].items():
+        torch.testing.assert_close(b["state"]["model"][key], value, rtol=0, atol=0, msg=key)
+    rows = (tmp_path / "resumed" / loop.EVALUATIONS_CSV).read_text().splitlines()
+    assert rows[0] == "seed,env_steps,wall_s,eval_return"
+    assert len(rows) == 1 + len(straight["eval_returns"])
+
+
+def test_the_env_step_budget_ends_the_run_and_the_eta_counts_what_is_left(tiny, tmp_path):
+    """``max_env_steps`` ends the run at the episode that reaches it (with a final evaluation),
+    whatever ``episodes`` says; the time is broken down by part, and ``evaluations.csv`` has a
+    row per evaluation."""
+    summary = loop.run(tiny("episodes=50", "max_env_steps=45", "eval_every=2"), tmp_path)
+    assert summary["episodes"] == 5 and summary["env_steps"] == 50  # 10-step episodes
+    assert summary["eval_env_steps"] == [40, 50]  # after 2 planned episodes, and at the end
+    times = summary["time_s"]
+    assert set(times) == {*loop.TIME_PARTS, "other", "total"}
+    assert times["planning"] > 0 and times["training"] > 0 and times["environment"] > 0
+    assert sum(v for k, v in times.items() if k != "total") == pytest.approx(
+        times["total"], abs=0.5
+    )
+    rows = (tmp_path / loop.EVALUATIONS_CSV).read_text().splitlines()
+    assert rows[0] == loop.EVALUATIONS_HEADER
+    assert [r.split(",")[1] for r in rows[1:]] == ["40", "50"]
+    walls = [float(r.split(",")[2]) for r in rows[1:]]
+    assert 0 < walls[0] < walls[1] <= summary["wall_time_s"]
+
+
+def test_eta_counts_the_episodes_and_evaluations_left_at_their_own_durations(tiny, tmp_path):
+    cfg = tiny("episodes=12", "seed_episodes=2", "eval_every=4", "eval_episodes=1")
+    session = loop._Run(cfg, tmp_path)
+    try:
+        session.state.episodes, session.state.env_steps = 3, 30  # 2 seed + 1 planned
+        assert session.eta_seconds() is None  # no planned episode timed yet
+        session.durations = {"seed": [1.0], "planned": [10.0], "eval": [4.0]}
+        # 9 planned episodes left (4..12 -> planned 2..10): evaluations after planned 4, 8, and
+        # at the end (planned 10)
+        assert session.eta_seconds() == pytest.approx(9 * 10.0 + 3 * 4.0)
+        session.cfg.max_env_steps = 60  # 3 more 10-step episodes: planned 4, evaluated, the end
+        assert session.final_episodes() == 6
+        assert session.eta_seconds() == pytest.approx(3 * 10.0 + 1 * 4.0)
+        session.cfg.max_env_steps = 70  # planned 5: an evaluation after 4 and one at the end
+        assert session.eta_seconds() == pytest.approx(4 * 10.0 + 2 * 4.0)
+    finally:
+        session.close()
+
+
+def test_format_duration():
+    assert loop.format_duration(59.6) == "1:00"
+    assert loop.format_duration(3725) == "1:02:05"
