@@ -574,3 +574,22 @@ def test_eta_counts_the_episodes_and_evaluations_left_at_their_own_durations(tin
 def test_format_duration():
     assert loop.format_duration(59.6) == "1:00"
     assert loop.format_duration(3725) == "1:02:05"
+
+
+def test_rl_curves_reports_a_run(tiny, tmp_path):
+    """bench/rl_curves.py turns a run directory into the contracted csv, a markdown report and a
+    plot."""
+    import importlib.util
+
+    loop.run(tiny("episodes=4", "eval_every=1"), tmp_path / "run")
+    path = Path(__file__).resolve().parents[1] / "bench" / "rl_curves.py"
+    spec = importlib.util.spec_from_file_location("rl_curves", path)
+    rl_curves = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rl_curves)
+    out = tmp_path / "results"
+    rl_curves.main(["--run", f"stub={tmp_path / 'run'}", "--out", str(out)])
+    rows = (out / "rl_stub.csv").read_text().splitlines()
+    assert rows[0] == "seed,env_steps,wall_s,eval_return" and len(rows) == 1 + 2
+    text = (out / "rl_stub.md").read_text()
+    assert "machine:" in text and "finished" in text and "| 30 |" in text
+    assert (out / "rl_stub.png").stat().st_size > 1000

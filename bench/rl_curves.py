@@ -1,0 +1,251 @@
+"""Learning curves of ``agents.cem_planner`` runs: ``bench/results/rl_<task>.{csv,md,png}``.
+
+Reads what the loop writes into each run directory (``evaluations.csv``: one row per evaluation,
+header ``seed,env_steps,wall_s,eval_return``; ``summary.json`` when the run has ended; the episode
+files; Hydra's ``.hydra/overrides.yaml`` for the command) and writes, per task:
+
+* ``rl_<task>.csv``: the evaluations of every run (seed) of the task, header
+  ``seed,env_steps,wall_s,eval_return``;
+* ``rl_<task>.md``: the command, seed, machine line and date of each run, its evaluation table,
+  the random policy's return, the published references at 100k steps, the wall-time breakdown
+  and the training-episode returns;
+* ``rl_<task>.png``: evaluation return against environment steps and against wall time, with the
+  references drawn as horizontal lines.
+
+Usage (a run still going is reported as far as it got, and says so)::
+
+    python bench/rl_curves.py --run cheetah=runs/rl/cheetah_s0 --run cartpole=runs/rl/cartpole_s0
+    python bench/rl_curves.py --run cheetah=runs/rl/cheetah_s0 --run cheetah=runs/rl/cheetah_s1
+
+``--note`` adds a line of context (e.g. the machine's load) to every report. The machine line is
+the reporting process's (report from the machine the runs ran on, at one torch thread as the runs
+had: ``--threads``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from agents.loop import EPISODES, EVALUATIONS_CSV, EVALUATIONS_HEADER  # noqa: E402
+from agents.references import REFERENCE_ENV_STEPS, references_for  # noqa: E402
+from bench.common import machine_line  # noqa: E402
+from episode_format import episode_paths  # noqa: E402
+from worldmodel.data import load_episode  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def read_evaluations(run: Path) -> list[dict[str, float]]:
+    """The rows of ``<run>/evaluations.csv`` (seed and env_steps as int, wall_s may be NaN)."""
+    path = run / EVALUATIONS_CSV
+    if not path.exists():
+        return []
+    with path.open() as f:
+        header = f.readline().strip()
+        if header != EVALUATIONS_HEADER:
+            raise ValueError(f"{path}: header {header!r}, expected {EVALUATIONS_HEADER!r}")
+        rows = []
+        for rec in csv.reader(f):
+            if rec:
+                seed, steps, wall, ret = rec
+                rows.append(
+                    {
+                        "seed": int(seed),
+                        "env_steps": int(steps),
+                        "wall_s": float(wall) if wall else float("nan"),
+                        "eval_return": float(ret),
+                    }
+                )
+    return rows
+
+
+def run_info(run: Path, seed_episodes: int = 5) -> dict:
+    """What the report says about one run: command, summary (if ended), training returns."""
+    overrides_file = run / ".hydra" / "overrides.yaml"
+    overrides = []
+    if overrides_file.exists():
+        overrides = [
+            line[2:].strip() for line in overrides_file.read_text().splitlines() if line[:2] == "- "
+        ]
+    summary_file = run / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
+    returns = [float(load_episode(p).total_reward) for p in episode_paths(run / EPISODES)]
+    command = (
+        "python -m agents.cem_planner " + " ".join(overrides)
+        if overrides_file.exists()
+        else "unknown (no .hydra/overrides.yaml: not started from the command line)"
+    )
+    return {
+        "command": command,
+        "summary": summary,
+        "train_returns": returns,
+        "random_return": float(np.mean(returns[:seed_episodes])) if returns else float("nan"),
+        "evaluations": read_evaluations(run),
+    }
+
+
+def _fmt(x: float, digits: int = 1) -> str:
+    return "-" if x is None or np.isnan(x) else f"{x:,.{digits}f}"
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    lines = [EVALUATIONS_HEADER]
+    for r in rows:
+        wall = "" if np.isnan(r["wall_s"]) else f"{r['wall_s']:.1f}"
+        lines.append(f"{r['seed']},{r['env_steps']},{wall},{r['eval_return']:.4f}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_png(path: Path, task: str, runs: dict[Path, dict], refs: dict[str, float]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for run, info in runs.items():
+        ev = info["evaluations"]
+        if not ev:
+            continue
+        label = f"seed {ev[0]['seed']} ({run.name})"
+        steps = [r["env_steps"] for r in ev]
+        walls = [r["wall_s"] / 3600 for r in ev]
+        rets = [r["eval_return"] for r in ev]
+        axes[0].plot(steps, rets, marker="o", ms=3, label=label)
+        axes[1].plot(walls, rets, marker="o", ms=3, label=label)
+    for ax in axes:
+        for i, (name, value) in enumerate(refs.items()):
+            ax.axhline(value, color=f"C{i + 3}", ls="--", lw=0.8, label=f"{name} at 100k")
+        ax.grid(alpha=0.3)
+    axes[0].set_xlabel("environment steps")
+    axes[1].set_xlabel("wall time (h, this machine)")
+    axes[0].set_ylabel("evaluation return")
+    axes[0].axvline(REFERENCE_ENV_STEPS, color="k", lw=0.5)
+    axes[1].legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"agents.cem_planner on {task} (cpu profile)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_md(
+    path: Path, task: str, runs: dict[Path, dict], refs: dict[str, float], machine: str, note: str
+) -> None:
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out = [f"# agents.cem_planner on {task}: learning curves", ""]
+    out.append(f"Written by `python bench/rl_curves.py` on {date}.  ")
+    out.append(f"{machine}  ")
+    if note:
+        out.append(f"{note}  ")
+    if refs:
+        out.append(
+            f"References at {REFERENCE_ENV_STEPS:,} env steps from pixels: "
+            + ", ".join(f"{k} {v:g}" for k, v in refs.items())
+            + " (CURL's Table 1, DrQ, DreamerV3)."
+        )
+    for run, info in runs.items():
+        ev = info["evaluations"]
+        summary = info["summary"]
+        seed = ev[0]["seed"] if ev else "?"
+        out += ["", f"## {run.name} (seed {seed})", ""]
+        out.append(f"Command: `{info['command']}`  ")
+        n = len(info["train_returns"])
+        state = (
+            "finished"
+            if summary
+            else f"still running or stopped when this was written ({n} episodes)"
+        )
+        out.append(f"Run directory: `{run}` ({state}).  ")
+        out.append(f"Random policy (the seed episodes): {_fmt(info['random_return'])}.  ")
+        if summary:
+            times = summary.get("time_s", {})
+            total = max(times.get("total", 0.0), 1e-9)
+            out.append(
+                f"Ended at {summary['env_steps']:,} env steps, {summary['gradient_steps']:,} "
+                f"gradient steps, {summary['wall_time_s'] / 60:.1f} min; planning "
+                f"{summary['plan_ms_per_action']:.0f} ms/action.  "
+            )
+            if times:
+                out.append(
+                    "Wall time: "
+                    + ", ".join(
+                        f"{k} {v / 60:.1f} min ({100 * v / total:.0f}%)"
+                        for k, v in times.items()
+                        if k != "total"
+                    )
+                    + "."
+                )
+        out += ["", "| env steps | wall (min) | eval return |", "|---|---|---|"]
+        for r in ev:
+            out.append(
+                f"| {r['env_steps']:,} | {_fmt(r['wall_s'] / 60)} | {r['eval_return']:.1f} |"
+            )
+        if ev:
+            best = max(ev, key=lambda r: r["eval_return"])
+            reached = [k for k, v in refs.items() if best["eval_return"] >= v]
+            out += [
+                "",
+                f"Best evaluation: {best['eval_return']:.1f} at {best['env_steps']:,} env steps"
+                + (f" (at or above {', '.join(reached)})." if reached else ".")
+                + (f" Below {', '.join(k for k in refs if k not in reached)}." if refs else ""),
+            ]
+        tr = info["train_returns"]
+        if tr:
+            out += [
+                "",
+                "Training-episode returns (with exploration noise), by groups of 10 episodes: "
+                + "; ".join(
+                    f"{i}-{min(i + 9, len(tr) - 1)}: "
+                    + " ".join(f"{x:.0f}" for x in tr[i : i + 10])
+                    for i in range(0, len(tr), 10)
+                ),
+            ]
+    path.write_text("\n".join(out) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--run",
+        action="append",
+        required=True,
+        metavar="TASK=DIR",
+        help="a run directory and the task name used in the file names (repeat)",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--note", default="")
+    parser.add_argument("--threads", type=int, default=1, help="for the machine line")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    machine = machine_line()
+    by_task: dict[str, dict[Path, dict]] = defaultdict(dict)
+    for item in args.run:
+        task, _, directory = item.partition("=")
+        if not directory:
+            parser.error(f"--run {item!r}: expected TASK=DIR")
+        run = Path(directory)
+        by_task[task][run] = run_info(run)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for task, runs in by_task.items():
+        refs = references_for(task)
+        rows = [r for info in runs.values() for r in info["evaluations"]]
+        write_csv(args.out / f"rl_{task}.csv", rows)
+        write_md(args.out / f"rl_{task}.md", task, runs, refs, machine, args.note)
+        write_png(args.out / f"rl_{task}.png", task, runs, refs)
+        print(f"{task}: {len(rows)} evaluations -> {args.out}/rl_{task}.{{csv,md,png}}")
+
+
+if __name__ == "__main__":
+    main()
