@@ -104,6 +104,48 @@ def test_objective_terms_weights_and_free_nats(model_config):
         ObjectiveConfig(recon="l3").validate()
 
 
+def test_rollout_terms_are_the_planners_imagination_with_gradients(model_config):
+    """``forward(rollout=True)`` rolls out exactly what :meth:`WorldModel.imagine` imagines from
+    the context (the same noise gives the same numbers), and the rollout terms train through it."""
+    model = WorldModel(model_config("tiny"), 32, 2).eval()  # eval: BatchNorm as in planning
+    batch = square_batch(torch.Generator().manual_seed(0), 3, 6)
+    out = model(
+        batch.obs,
+        batch.action,
+        batch.reward,
+        n_past=2,
+        rollout=True,
+        generator=torch.Generator().manual_seed(1),
+    )
+    assert out.rollout_embedding.shape == (3, 4, model.cfg.g_dim)
+    assert out.rollout_reward.shape == (3, 4)
+    state = model.observe(batch.obs[:, :2], batch.action[:, :1])
+    gen = torch.Generator().manual_seed(1)
+    torch.randn((3, 5, model.z_dim), generator=gen)  # what the forward's posterior samples drew
+    imagined = model.imagine(state, batch.action[:, 1:], generator=gen)
+    torch.testing.assert_close(out.rollout_reward, imagined.reward[:, 0])
+    torch.testing.assert_close(out.rollout_embedding, imagined.embedding[:, 0])
+
+    terms = objective_terms(out, ObjectiveConfig(rollout_weight=1.0))
+    assert {"rollout_reward", "rollout_latent"} <= set(terms)
+    expected = (out.rollout_reward - batch.reward[:, 1:]).pow(2).mean()
+    torch.testing.assert_close(terms["rollout_reward"], expected)
+    terms["rollout_reward"].backward()
+    assert model.prior.lstm.weight_ih_l0.grad.abs().sum() > 0  # the prior learns from it
+    assert "rollout_reward" not in objective_terms(out, ObjectiveConfig())  # default weight 0
+
+
+def test_rollout_weight_trains_the_open_loop_reward(make_trainer):
+    trainer = make_trainer()
+    trainer.objective_cfg = ObjectiveConfig(rollout_weight=1.0)
+    batch = square_batch(torch.Generator().manual_seed(0), 4, 6)
+    first = trainer.step(batch)
+    for _ in range(100):
+        logs = trainer.step(batch)
+    assert logs["loss/rollout_reward"] < first["loss/rollout_reward"] / 4
+    assert logs["loss/rollout_latent"] < first["loss/rollout_latent"] / 2
+
+
 # -- training -----------------------------------------------------------------------------------
 
 

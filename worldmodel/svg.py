@@ -261,6 +261,12 @@ class ModelOutput:
         alpha: the decoder's fade-in of resolution ``r`` (1: no fade).
         pyramid: a multi-scale decoder's predictions at every scale, coarse to fine, each
             ``(B, L-1, C, r_k, r_k)`` (the last is ``frames``); None for a single-scale decoder.
+        rollout_embedding, rollout_reward: ``forward(rollout=True)``: the open-loop rollout
+            that planning imagines (:meth:`WorldModel.imagine`, one prior sample, latent
+            feedback) from the ``n_past`` context frames under the true actions, predicting
+            steps ``n_past..L-1``: ``(B, L-n_past, g_dim)`` and ``(B, L-n_past)`` (None without a
+            reward target); their targets are ``target_embedding[:, n_past-1:]`` and
+            ``reward_target[:, n_past-1:]``. None when not asked.
     """
 
     obs: Tensor
@@ -276,6 +282,8 @@ class ModelOutput:
     n_past: int
     alpha: float = 1.0
     pyramid: tuple[Tensor, ...] | None = None
+    rollout_embedding: Tensor | None = None
+    rollout_reward: Tensor | None = None
 
     @property
     def resolution(self) -> int:
@@ -560,6 +568,7 @@ class WorldModel(nn.Module):
         *,
         resolution: int | None = None,
         alpha: float = 1.0,
+        rollout: bool = False,
     ) -> ModelOutput:
         """Teacher-forced pass over a batch of sequences (the training forward).
 
@@ -579,6 +588,9 @@ class WorldModel(nn.Module):
                 predict frames at ``resolution`` px with resolution ``r`` faded in by ``alpha``
                 (see :meth:`worldmodel.decoders.ProgressiveDecoder.forward`); the default is the
                 full-size path.
+            rollout: also roll the model out open-loop from the context frames under the true
+                actions, exactly as planning imagines (``ModelOutput.rollout_*``), so that the
+                objective can train what the planner uses (``objective.rollout_weight``).
         """
         x = _as_float(obs)
         self._check_frames(x)
@@ -615,6 +627,11 @@ class WorldModel(nn.Module):
         predicted_reward = None
         if reward is not None and self.reward_head is not None:
             predicted_reward = self._reward(features)
+        rollout_embedding = rollout_reward = None
+        if rollout:
+            rollout_embedding, rollout_reward = self._open_loop(x, action, n_past, generator)
+            if reward is None:
+                rollout_reward = None
         return ModelOutput(
             obs=x,
             frames=frames,
@@ -628,10 +645,28 @@ class WorldModel(nn.Module):
             reward_target=reward,
             n_past=n_past,
             alpha=float(alpha),
+            rollout_embedding=rollout_embedding,
+            rollout_reward=rollout_reward,
             pyramid=pyramid,
         )
 
     # -- inference -----------------------------------------------------------------------------
+
+    def _open_loop(
+        self, x: Tensor, action: Tensor | None, n_past: int, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor | None]:
+        """The training forward's open-loop rollout (``forward(rollout=True)``): filter the
+        context frames, then :meth:`imagine` the rest of the sequence under its true actions
+        (one prior sample, latent feedback), with gradients."""
+        steps = x.shape[1] - n_past
+        context_actions = None if action is None else action[:, : n_past - 1]
+        state = self.observe(x[:, :n_past], context_actions)
+        future = None if action is None else action[:, n_past - 1 :]
+        imagined = self.imagine(
+            state, future, generator=generator, horizon=None if future is not None else steps
+        )
+        reward = imagined.reward[:, 0] if imagined.reward is not None else None
+        return imagined.embedding[:, 0], reward
 
     def observe(
         self, obs: Tensor, action: Tensor | None = None, state: ModelState | None = None

@@ -12,6 +12,11 @@ with the base terms of :class:`ObjectiveConfig` (see :func:`objective_terms`)
   balance of the SVG code (``nn.MSELoss()`` + ``beta * KL / batch``), where ``beta = 1e-4`` was tuned,
 * ``reward``: mean squared error of the predicted rewards,
 * ``latent``: ``mean (g_t - stopgrad(E(x_t)))^2``, keeps latent imagination on the data,
+* ``rollout_reward``, ``rollout_latent`` (weight ``rollout_weight``, default 0): the reward and
+  latent errors of an open-loop rollout from the context frames under the true actions, the
+  rollout planning imagines (one prior sample, predicted embeddings fed back; TD-MPC trains its
+  latent dynamics the same way over the planning horizon). The terms above are one-step,
+  teacher-forced with posterior samples; the planner never sees a posterior sample.
 
 plus the terms of an ``objective`` given to the :class:`Trainer` (an :class:`ExtraObjective`, e.g.
 :class:`worldmodel.adversarial.AntiBlurObjective`: GDL, adversarial, feature losses, with their
@@ -124,11 +129,19 @@ class ObjectiveConfig:
     free_nats: float = 0.0  # per-step KL floor (PlaNet uses 3 with its own balance)
     reward_weight: float = 1.0
     latent_weight: float = 1.0
+    rollout_weight: float = 0.0  # open-loop rollout losses (reward + latent), see module docs
 
     def validate(self) -> ObjectiveConfig:
         if self.recon not in RECON_KINDS:
             raise ValueError(f"objective.recon={self.recon!r}; expected one of {RECON_KINDS}")
-        for name in ("recon_weight", "beta", "free_nats", "reward_weight", "latent_weight"):
+        for name in (
+            "recon_weight",
+            "beta",
+            "free_nats",
+            "reward_weight",
+            "latent_weight",
+            "rollout_weight",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"objective.{name}={getattr(self, name)!r}; expected >= 0")
         return self
@@ -139,6 +152,8 @@ class ObjectiveConfig:
             "kl": self.beta,
             "reward": self.reward_weight,
             "latent": self.latent_weight,
+            "rollout_reward": self.rollout_weight,
+            "rollout_latent": self.rollout_weight,
         }
 
 
@@ -166,6 +181,12 @@ def objective_terms(out: ModelOutput, cfg: ObjectiveConfig) -> dict[str, Tensor]
         terms["reward"] = (out.reward.float() - out.reward_target.float()).pow(2).mean()
     if w["latent"] > 0:
         terms["latent"] = (out.embedding.float() - out.target_embedding.float()).pow(2).mean()
+    if w["rollout_latent"] > 0 and out.rollout_embedding is not None:
+        target = out.target_embedding[:, out.n_past - 1 :].float()
+        terms["rollout_latent"] = (out.rollout_embedding.float() - target).pow(2).mean()
+    if w["rollout_reward"] > 0 and out.rollout_reward is not None:
+        target = out.reward_target[:, out.n_past - 1 :].float()
+        terms["rollout_reward"] = (out.rollout_reward.float() - target).pow(2).mean()
     return terms
 
 
@@ -316,6 +337,7 @@ class Trainer:
                 batch.reward,
                 n_past=self.train_cfg.n_past,
                 generator=self.generator,
+                rollout=self.objective_cfg.rollout_weight > 0,
                 **grow,
             )
         terms = self.loss_terms(out)
