@@ -3,16 +3,21 @@
 ::
 
     seed episodes with uniformly random actions
-    repeat until cfg.episodes episodes:
+    repeat until cfg.episodes episodes (or cfg.max_env_steps env steps):
         cfg.train_steps gradient steps of the world model on sequences from the replay buffer
         one episode acting with CEM on the model (MPC: re-plan every step, warm-started)
             + N(0, exploration_noise) on the actions
         every cfg.eval_every episodes: cfg.eval_episodes episodes without noise
 
-Acting (:class:`MPCAgent`): the model filters the episode so far into a recurrent state
-(``model.observe``; each new frame and the action that led to it update the state), CEM searches
-over action sequences by imagining their futures from that state in one batched call per iteration
-(``model.imagine``), and the first action of the best plan is executed.
+The pieces, one job each:
+
+- :mod:`agents.acting`: the policies (:class:`MPCAgent`: CEM on the model's imagination,
+  :class:`RandomPolicy`) and :func:`run_episode`, :func:`episode_seed`;
+- :mod:`agents.loop_state`: the counters (:class:`LoopState`, in every checkpoint), when to
+  evaluate and stop, the ETA, the wall-time breakdown, ``evaluations.csv``;
+- :mod:`agents.loop_log`: TensorBoard and the progress bar (:class:`~agents.loop_log.LoopLogger`);
+- here: set-up, resume, checkpoints, the training, collection and evaluation steps and the loop
+  itself (``_Run``), :func:`run` and :func:`evaluate_checkpoint`. The names above are re-exported.
 
 Work directory layout::
 
@@ -20,6 +25,7 @@ Work directory layout::
     eval_episodes/...                 the evaluation episodes (not trained on, as in PlaNet)
     checkpoints/last.pt               after every episode: model, optimiser, loop counters, RNG
                                       states and the list of episode files it covers
+    evaluations.csv                   the evaluation curve (seed,env_steps,wall_s,eval_return)
     tb/                               TensorBoard: returns, loss terms, planning time, videos
 
 Resume (``resume=True``): the counters, weights, optimiser and RNG states come from the checkpoint
@@ -46,36 +52,54 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
 
-from agents.cem import CEM, Objective
-from agents.config import CEMPlannerConfig, PlannerConfig
+from agents.acting import (
+    FlatFeatures,
+    MPCAgent,
+    Policy,
+    RandomPolicy,
+    episode_seed,
+    run_episode,
+)
+from agents.config import CEMPlannerConfig
 from agents.goals import goal_image
-from agents.objectives import goal_image_objective, latent_reward_objective
-from envs.episodes import EpisodeRecorder
+from agents.loop_log import LoopLogger
+from agents.loop_state import (
+    EVALUATIONS_CSV,
+    EVALUATIONS_HEADER,
+    TIME_PARTS,
+    LoopState,
+    WallClock,
+    eval_due,
+    finished,
+    format_duration,
+    time_breakdown,
+    timed,
+    write_evaluations,
+)
 from envs.registry import make_env_from_config
 from episode_format import Episode, episode_index, episode_paths, next_episode_index
 from worldmodel.checkpoint import load_checkpoint, write_text_atomic
 from worldmodel.data import ReplayBuffer, SequenceSampler, load_episode
-from worldmodel.device import autocast_dtype, resolve_device, seed_everything
+from worldmodel.device import resolve_device, seed_everything
 from worldmodel.run_dir import RunDirectory
-from worldmodel.svg import ModelState, WorldModel
-from worldmodel.train import Trainer, model_from_checkpoint, predict
+from worldmodel.svg import WorldModel
+from worldmodel.train import Trainer, model_from_checkpoint
 from worldmodel.training_setup import build_trainer, resolve_model_config
-from worldmodel.viz import prediction_strip
 
 __all__ = [
+    "EPISODES",
+    "EVALUATIONS_CSV",
+    "EVALUATIONS_HEADER",
+    "TIME_PARTS",
     "FlatFeatures",
     "LoopState",
     "MPCAgent",
@@ -83,6 +107,7 @@ __all__ = [
     "RandomPolicy",
     "episode_seed",
     "evaluate_checkpoint",
+    "format_duration",
     "run",
     "run_episode",
 ]
@@ -92,300 +117,13 @@ log = logging.getLogger("agents.loop")
 CHECKPOINT = Path("checkpoints") / "last.pt"
 EPISODES = "episodes"
 EVAL_EPISODES = "eval_episodes"
-#: The evaluation curve, rewritten after every evaluation (one row per evaluation).
-EVALUATIONS_CSV = "evaluations.csv"
-EVALUATIONS_HEADER = "seed,env_steps,wall_s,eval_return"
-#: The parts of the loop's wall time (:attr:`LoopState.seconds`; the rest is "other").
-TIME_PARTS = ("planning", "environment", "training", "writing")
-
-
-# ---------------------------------------------------------------------------------------------
-# policies
-
-
-class Policy(Protocol):
-    """What :func:`run_episode` drives: reset on the first frame, act, observe the outcome."""
-
-    def reset(self, obs: np.ndarray, goal: np.ndarray | None = None) -> None: ...
-
-    def act(self) -> np.ndarray: ...
-
-    def observe(self, action: np.ndarray, obs: np.ndarray) -> None: ...
-
-
-class RandomPolicy:
-    """Uniformly random actions in ``[-1, 1]^A`` (the seed episodes; the baseline)."""
-
-    def __init__(self, action_dim: int, generator: torch.Generator) -> None:
-        self.action_dim = action_dim
-        self.generator = generator
-
-    def reset(self, obs: np.ndarray, goal: np.ndarray | None = None) -> None:
-        pass
-
-    def act(self) -> np.ndarray:
-        return (torch.rand(self.action_dim, generator=self.generator) * 2 - 1).numpy()
-
-    def observe(self, action: np.ndarray, obs: np.ndarray) -> None:
-        pass
-
-
-class FlatFeatures(nn.Module):
-    """A comparator's list of feature maps as one ``(B, F)`` vector (for the goal objective)."""
-
-    def __init__(self, comparator: nn.Module) -> None:
-        super().__init__()
-        self.comparator = comparator
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([f.flatten(1) for f in self.comparator(x)], dim=1)
-
-
-def _quiet_moviepy() -> None:
-    """TensorBoard's add_video imports moviepy, whose audio preview module initialises pygame's
-    SDL audio at import: on a headless machine that prints a screenful of ALSA errors. Dummy SDL
-    drivers (unless the user chose others) keep the console clean; nothing is played anyway."""
-    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-
-
-def _frame(obs: np.ndarray, device: torch.device) -> Tensor:
-    """``(H, W, 3)`` uint8 -> ``(1, 1, 3, H, W)`` uint8 on ``device``."""
-    return torch.from_numpy(np.ascontiguousarray(obs)).permute(2, 0, 1)[None, None].to(device)
-
-
-class MPCAgent:
-    """Model-predictive control with CEM on a world model's imagination.
-
-    Every step the agent re-plans a whole action sequence (``planner.cem.horizon`` steps) with
-    CEM, warm-started from the previous plan shifted by one step, and executes its first action.
-    The model's recurrent state is updated with each new frame and the action that led to it.
-
-    Example::
-
-        agent = MPCAgent(model, PlannerConfig(), device=torch.device("cpu"))
-        agent.reset(obs)                        # first frame (H, W, 3) uint8 (+ goal image)
-        while not done:
-            action = agent.act()                # (A,) float32 in [-1, 1]
-            obs, reward, terminated, truncated, info = env.step(action)
-            agent.observe(action, obs)
-
-    Args:
-        model: the world model (put in eval mode on every :meth:`reset`).
-        cfg: the planner settings.
-        device: where the model lives; planning runs there.
-        seed: seeds the CEM samples and the latent samples of the imagination.
-        comparator: feature network for ``cfg.distance == "feature"`` (frames ``(B, 3, H, W)``
-            in [0, 1] -> features ``(B, F)``); built from ``cfg.comparator`` when None.
-        objective_fn: replaces the objective: ``fn(model, state) -> Objective`` (see
-            :mod:`agents.objectives`); by default it is built from ``cfg.objective``.
-    """
-
-    def __init__(
-        self,
-        model: WorldModel,
-        cfg: PlannerConfig,
-        device: torch.device,
-        seed: int = 0,
-        comparator: nn.Module | None = None,
-        objective_fn: Callable[[WorldModel, ModelState], Objective] | None = None,
-    ) -> None:
-        self.model = model
-        self.cfg = cfg.validate()
-        self.device = torch.device(device)
-        self.objective_fn = objective_fn
-        # "auto": bf16 autocast where the device runs it natively (AMX CPUs, Ampere+ GPUs)
-        amp = autocast_dtype(self.device, cfg.precision)
-        self.precision = "bf16" if amp == torch.bfloat16 else "fp32"
-        if self.objective_fn is None and cfg.objective == "reward" and not model.has_reward:
-            raise ValueError(
-                "planner=reward needs a model with a reward head (built with action_dim > 0)"
-            )
-        low = torch.full((model.action_dim,), -1.0, device=self.device)
-        self.cem_generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.imagine_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
-        self.cem = CEM(cfg.cem, low, -low, generator=self.cem_generator)
-        self.comparator = comparator
-        if cfg.objective == "goal" and cfg.distance == "feature" and comparator is None:
-            from worldmodel.comparator import build_comparator_from_config
-
-            self.comparator = FlatFeatures(build_comparator_from_config(cfg.comparator)).to(
-                self.device
-            )
-        self.state: ModelState | None = None
-        self.goal: Tensor | None = None
-
-    @torch.inference_mode()
-    def reset(self, obs: np.ndarray, goal: np.ndarray | None = None) -> None:
-        """Start an episode from its first frame ``(H, W, 3)`` uint8 (and the goal image)."""
-        if self.cfg.objective == "goal" and self.objective_fn is None and goal is None:
-            raise ValueError("planner=goal needs a goal image at every reset")
-        self.model.eval()
-        self.cem.reset()
-        self.state = self.model.observe(_frame(obs, self.device))
-        self.goal = None if goal is None else _frame(goal, self.device)[0, 0]  # (3, H, W) uint8
-
-    def objective(self) -> Objective:
-        """The planning objective from the current state: ``(N, H, A) -> (N,)`` returns."""
-        if self.state is None:
-            raise RuntimeError("MPCAgent.reset(obs) must be called before planning")
-        if self.objective_fn is not None:
-            return self.objective_fn(self.model, self.state)
-        cfg = self.cfg
-        if cfg.objective == "reward":
-            return latent_reward_objective(
-                self.model,
-                self.state,
-                samples=cfg.samples,
-                generator=self.imagine_generator,
-                discount=cfg.discount,
-                precision=self.precision,
-            )
-        return goal_image_objective(
-            self.model,
-            self.state,
-            self.goal,
-            distance=cfg.distance,
-            comparator=self.comparator,
-            samples=cfg.samples,
-            generator=self.imagine_generator,
-            which_frames=cfg.which_frames,
-            precision=self.precision,
-        )
-
-    def act(self) -> np.ndarray:
-        """Plan from the current state; the first action ``(A,)`` float32 in [-1, 1]."""
-        return self.cem.act(self.objective()).float().cpu().numpy()
-
-    @torch.inference_mode()
-    def observe(self, action: np.ndarray, obs: np.ndarray) -> None:
-        """Update the state with the executed ``action`` (A,) and the frame it led to."""
-        a = torch.as_tensor(np.asarray(action, dtype=np.float32), device=self.device)
-        self.state = self.model.observe(_frame(obs, self.device), a[None, None], state=self.state)
-
-    def rng_state(self) -> dict[str, Tensor]:
-        return {
-            "cem": self.cem_generator.get_state(),
-            "imagine": self.imagine_generator.get_state(),
-        }
-
-    def set_rng_state(self, state: dict[str, Tensor]) -> None:
-        self.cem_generator.set_state(state["cem"])
-        self.imagine_generator.set_state(state["imagine"])
-
-
-# ---------------------------------------------------------------------------------------------
-# episodes
-
-
-def run_episode(
-    env: Any,
-    policy: Policy,
-    seed: int,
-    noise: float = 0.0,
-    generator: torch.Generator | None = None,
-    goal_fn: Callable[[Any], np.ndarray] | None = None,
-    on_step: Callable[[], None] | None = None,
-    meta: dict[str, Any] | None = None,
-) -> tuple[Episode, float]:
-    """Play one episode, recorded by :class:`envs.episodes.EpisodeRecorder`.
-
-    Args:
-        env: a pixel environment (:func:`envs.make_env`), reset here with ``seed``.
-        policy: chooses the actions.
-        seed: the reset seed (recorded in the episode's meta).
-        noise: std of Gaussian noise added to every action (then clipped to [-1, 1]).
-        generator: CPU generator of the noise.
-        goal_fn: ``fn(env) -> goal image`` called after the reset (goal-image planning).
-        on_step: called after every environment step (e.g. to advance a progress bar).
-        meta: the episode's meta data (what :meth:`Episode.save` needs: env, action_repeat, ...).
-
-    Returns:
-        ``(episode, act_seconds)``: the :class:`episode_format.Episode` (``meta["physics_error"]``
-        is true if an unstable simulation ended it) and the time spent choosing its actions.
-    """
-    recorder = EpisodeRecorder(**(meta or {}))
-    obs, _ = env.reset(seed=seed)
-    recorder.reset(obs, seed=seed)
-    policy.reset(obs, goal_fn(env) if goal_fn is not None else None)
-    act_seconds = 0.0
-    while not recorder.done:
-        start = time.perf_counter()
-        action = np.asarray(policy.act(), dtype=np.float32)
-        act_seconds += time.perf_counter() - start
-        if noise > 0:
-            action = action + noise * torch.randn(action.shape, generator=generator).numpy()
-            action = np.clip(action, -1.0, 1.0).astype(np.float32)
-        obs, reward, terminated, truncated, info = env.step(action)
-        recorder.step(action, reward, terminated, truncated, obs, info)
-        if on_step is not None:
-            on_step()
-        if info.get("physics_error"):
-            log.warning(
-                "the simulation became unstable after %d steps: episode ended", len(recorder)
-            )
-        if not recorder.done:
-            policy.observe(action, obs)
-    return recorder.episode(), act_seconds
-
-
-def format_duration(seconds: float) -> str:
-    """``1:02:03`` (hours, minutes, seconds) or ``2:03`` under an hour."""
-    total = round(max(0.0, seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def episode_seed(seed: int, kind: int, index: int) -> int:
-    """The reset seed of an episode: independent streams for training (0), in-training
-    evaluation (1) and ``mode=eval`` (2) episodes, a function of the run's seed and the index."""
-    return int(np.random.SeedSequence([seed, kind, index]).generate_state(1)[0] >> 1)
-
-
-# ---------------------------------------------------------------------------------------------
-# the loop
-
-
-@dataclass
-class LoopState:
-    """The loop's counters (stored in every checkpoint).
-
-    Attributes:
-        episodes: training episodes collected (= files in ``episodes/``).
-        agent_steps: actions taken in training episodes.
-        env_steps: simulator steps of training episodes (``agent_steps x action_repeat``).
-        train_returns: return of every training episode.
-        evaluations: evaluations done; eval_at: episode count of each; eval_env_steps: env steps
-            of each; eval_returns / eval_stds: mean / std return of each.
-        physics_errors: episodes ended by an unstable simulation.
-        plan_seconds, planned_actions: total planning time and actions planned.
-        wall_seconds: wall time of the run over all sessions (up to the last checkpoint).
-        eval_wall_s: the run's wall time (all sessions) at each evaluation's end.
-        seconds: where the wall time went, by part (:data:`TIME_PARTS`: planning, environment,
-            training, writing), over all sessions; evaluation episodes count in planning and
-            environment, their videos and prediction strips in writing.
-    """
-
-    episodes: int = 0
-    agent_steps: int = 0
-    env_steps: int = 0
-    train_returns: list[float] = field(default_factory=list)
-    evaluations: int = 0
-    eval_at: list[int] = field(default_factory=list)
-    eval_env_steps: list[int] = field(default_factory=list)
-    eval_returns: list[float] = field(default_factory=list)
-    eval_stds: list[float] = field(default_factory=list)
-    physics_errors: int = 0
-    plan_seconds: float = 0.0
-    planned_actions: int = 0
-    wall_seconds: float = 0.0
-    eval_wall_s: list[float] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIME_PARTS, 0.0))
 
 
 class _Run:
-    """One training session of the loop (state shared by the steps of :func:`run`)."""
+    """One training session of the loop (state shared by the steps of :func:`run`): set-up,
+    resume and checkpoints, the steps (train, collect, evaluate) and the loop over them. The
+    counters are :attr:`state` (:class:`LoopState`), the reporting :attr:`logger`
+    (:class:`~agents.loop_log.LoopLogger`), the run's wall time :attr:`clock`."""
 
     def __init__(self, cfg: CEMPlannerConfig, workdir: Path) -> None:
         self.cfg = cfg
@@ -413,10 +151,15 @@ class _Run:
         self.replay: ReplayBuffer | None = None
         self.sampler: SequenceSampler | None = None
         self.run_dir: RunDirectory | None = None  # made by prepare()
-        self.writer: Any = None
-        self.bar: Any = None
-        self.session_start = time.perf_counter()
-        self.wall_at_start = 0.0
+        # TensorBoard and the progress bar (run() opens its writer and bar)
+        self.logger = LoopLogger(
+            cfg,
+            self.model,
+            self.device,
+            self.action_repeat,
+            fps=float(self.env.metadata.get("render_fps", 30)),
+        )
+        self.clock = WallClock()  # the earlier sessions' time is set by prepare()
         self.resumed_at: int | None = None
         # wall seconds of this session's seed episodes, planned episodes (training, acting and
         # writing) and evaluations: what the ETA extrapolates
@@ -458,7 +201,7 @@ class _Run:
             generator=self.sampler_generator,
             pin_memory=self.device.type == "cuda",
         )
-        self.wall_at_start = self.state.wall_seconds
+        self.clock.earlier = self.state.wall_seconds
 
     def _load_checkpoint(self) -> None:
         payload = load_checkpoint(self.ckpt_path, map_location=self.device)  # read once
@@ -517,19 +260,12 @@ class _Run:
                     f"(expected index {self.state.episodes}); remove it or start a new run"
                 )
             episode = load_episode(path)
-            self._count_episode(episode.num_steps, episode.total_reward)
+            self.state.count_episode(episode.num_steps, episode.total_reward, self.action_repeat)
             log.info("resume: kept %s, written after the last checkpoint", path.name)
-
-    def _count_episode(self, length: int, total_reward: float) -> None:
-        s = self.state
-        s.episodes += 1
-        s.agent_steps += length
-        s.env_steps += length * self.action_repeat
-        s.train_returns.append(total_reward)
 
     def save_checkpoint(self) -> None:
         s = self.state
-        s.wall_seconds = self.wall_now()
+        s.wall_seconds = self.clock.now()
         extra = {
             "loop": asdict(s),
             "episodes_dir": EPISODES,  # relative to the work directory
@@ -586,12 +322,12 @@ class _Run:
             noise=cfg.exploration_noise if planned else 0.0,
             generator=self.noise_generator,
             goal_fn=self.goal_fn if planned else None,
-            on_step=self.on_env_step,
+            on_step=self.logger.on_env_step,
             meta=self._meta(policy="cem" if planned else "random"),
         )
-        self._add_time("planning", act_seconds)
-        self._add_time("environment", time.perf_counter() - start - act_seconds)
-        with self.timed("writing"):
+        s.add_time("planning", act_seconds)
+        s.add_time("environment", time.perf_counter() - start - act_seconds)
+        with timed(s, "writing"):
             episode.save(self.episodes_dir, s.episodes)
         assert self.replay is not None
         self.replay.add(episode)
@@ -599,7 +335,7 @@ class _Run:
             s.plan_seconds += act_seconds
             s.planned_actions += episode.num_steps
         s.physics_errors += bool(episode.meta.get("physics_error"))
-        self._count_episode(episode.num_steps, episode.total_reward)
+        s.count_episode(episode.num_steps, episode.total_reward, self.action_repeat)
         return episode, act_seconds if planned else None
 
     def _meta(self, policy: str) -> dict[str, Any]:
@@ -611,66 +347,12 @@ class _Run:
             "policy": policy,
         }
 
-    def finished(self) -> bool:
-        """``cfg.episodes`` training episodes, or the ``cfg.max_env_steps`` budget, reached."""
-        cfg, s = self.cfg, self.state
-        return s.episodes >= cfg.episodes or 0 < cfg.max_env_steps <= s.env_steps
-
-    def eval_due(self) -> bool:
-        cfg, s = self.cfg, self.state
-        planned = s.episodes - cfg.seed_episodes
-        if planned <= 0 or (s.eval_at and s.eval_at[-1] == s.episodes):
-            return False
-        return self.finished() or (cfg.eval_every > 0 and planned % cfg.eval_every == 0)
-
-    def final_episodes(self) -> int:
-        """The episode count the run will end at (from the mean episode length so far when a
-        step budget ends it first)."""
-        cfg, s = self.cfg, self.state
-        if self.finished():
-            return s.episodes
-        if not cfg.max_env_steps or not s.episodes:
-            return cfg.episodes
-        per_episode = s.env_steps / s.episodes
-        left = math.ceil((cfg.max_env_steps - s.env_steps) / per_episode)
-        return min(cfg.episodes, s.episodes + left)
-
-    def eta_seconds(self) -> float | None:
-        """Seconds to the end of the run: the episodes and evaluations still to come, each at
-        the mean duration of its kind in this session (None before a planned episode is timed).
-        Seed episodes, planned episodes and evaluations cost very different times, so one
-        average rate over environment steps would be far off early in a run."""
-        cfg, s = self.cfg, self.state
-        d = self.durations
-        if not d["planned"]:
-            return None
-        final = self.final_episodes()
-        seed_left = max(0, min(cfg.seed_episodes, final) - s.episodes)
-        planned_left = max(0, final - s.episodes - seed_left)
-        planned_done = max(0, s.episodes - cfg.seed_episodes)
-        planned_final = planned_done + planned_left
-        evals_left = 0
-        if cfg.eval_every > 0:
-            evals_left = planned_final // cfg.eval_every - planned_done // cfg.eval_every
-        if planned_final > 0 and (cfg.eval_every == 0 or planned_final % cfg.eval_every):
-            evals_left += int(not (s.eval_at and s.eval_at[-1] == final))  # the final one
-        planned_s = float(np.mean(d["planned"]))
-        seed_s = float(np.mean(d["seed"])) if d["seed"] else planned_s
-        # before the first evaluation: an episode of planning without the training
-        train_per_episode = self.state.seconds.get("training", 0.0) / max(1, planned_done)
-        eval_s = (
-            float(np.mean(d["eval"]))
-            if d["eval"]
-            else cfg.eval_episodes * max(0.0, planned_s - train_per_episode)
-        )
-        return seed_left * seed_s + planned_left * planned_s + evals_left * eval_s
-
     def evaluate(self) -> list[Episode]:
         cfg, s = self.cfg, self.state
         episodes = []
         for i in range(cfg.eval_episodes):
             reset_seed = episode_seed(cfg.seed, 1, i)
-            tick = self._ticker(f"evaluating {i + 1}/{cfg.eval_episodes}")
+            tick = self.logger.ticker(f"evaluating {i + 1}/{cfg.eval_episodes}")
             start = time.perf_counter()
             episode, act_seconds = run_episode(
                 self.env,
@@ -680,232 +362,52 @@ class _Run:
                 on_step=tick,
                 meta=self._meta(policy="cem-eval"),
             )
-            self._add_time("planning", act_seconds)
-            self._add_time("environment", time.perf_counter() - start - act_seconds)
-            with self.timed("writing"):
+            s.add_time("planning", act_seconds)
+            s.add_time("environment", time.perf_counter() - start - act_seconds)
+            with timed(s, "writing"):
                 episode.save(self.eval_dir, next_episode_index(self.eval_dir))
             s.plan_seconds += act_seconds
             s.planned_actions += episode.num_steps
             s.physics_errors += bool(episode.meta.get("physics_error"))
             episodes.append(episode)
-        returns = [e.total_reward for e in episodes]
-        s.evaluations += 1
-        s.eval_at.append(s.episodes)
-        s.eval_env_steps.append(s.env_steps)
-        s.eval_returns.append(float(np.mean(returns)))
-        s.eval_stds.append(float(np.std(returns)))
-        s.eval_wall_s.append(self.wall_now())
-        with self.timed("writing"):
-            self.write_evaluations()
+        s.count_evaluation([e.total_reward for e in episodes], self.clock.now())
+        with timed(s, "writing"):
+            write_evaluations(self.workdir / EVALUATIONS_CSV, s, cfg.seed)
         return episodes
-
-    def write_evaluations(self) -> None:
-        """Rewrite ``evaluations.csv`` (:data:`EVALUATIONS_HEADER`) from the state: one row per
-        evaluation, so a resumed run's file matches its checkpoint."""
-        s = self.state
-        walls = list(s.eval_wall_s) + [math.nan] * (len(s.eval_returns) - len(s.eval_wall_s))
-        rows = [EVALUATIONS_HEADER]
-        for steps, wall, ret in zip(s.eval_env_steps, walls, s.eval_returns, strict=True):
-            wall_text = "" if math.isnan(wall) else f"{wall:.1f}"
-            rows.append(f"{self.cfg.seed},{steps},{wall_text},{ret:.4f}")
-        write_text_atomic(self.workdir / EVALUATIONS_CSV, "\n".join(rows) + "\n")
-
-    # -- wall time ----------------------------------------------------------------------------
-
-    def wall_now(self) -> float:
-        """Wall time of the run so far, over all its sessions."""
-        return self.wall_at_start + time.perf_counter() - self.session_start
-
-    def _add_time(self, part: str, seconds: float) -> None:
-        self.state.seconds[part] = self.state.seconds.get(part, 0.0) + seconds
-
-    @contextmanager
-    def timed(self, part: str) -> Iterator[None]:
-        """Count the wall time of the block in ``state.seconds[part]``."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._add_time(part, time.perf_counter() - start)
-
-    def time_breakdown(self) -> dict[str, float]:
-        """Seconds per part of :data:`TIME_PARTS`, plus ``other`` (set-up, replay buffer, ...)
-        and ``total`` (the run's wall time over all sessions)."""
-        total = self.wall_now()
-        parts = {k: self.state.seconds.get(k, 0.0) for k in TIME_PARTS}
-        parts["other"] = max(0.0, total - sum(parts.values()))
-        parts["total"] = total
-        return parts
-
-    # -- logging ------------------------------------------------------------------------------
-
-    def log_episode(
-        self, episode: Episode, plan_seconds: float | None, train_logs: dict[str, float]
-    ) -> None:
-        w, s = self.writer, self.state
-        step = s.env_steps
-        w.add_scalar("return/train", episode.total_reward, step)
-        w.add_scalar("episode/length", episode.num_steps, step)
-        w.add_scalar("progress/episodes", s.episodes, step)
-        w.add_scalar("progress/gradient_steps", self.trainer.global_step, step)
-        w.add_scalar("progress/physics_errors", s.physics_errors, step)
-        if plan_seconds is not None:
-            w.add_scalar("planning/ms_per_action", 1000 * plan_seconds / episode.num_steps, step)
-        for key, value in train_logs.items():
-            if key != "step":
-                w.add_scalar(f"world_model/{key}", value, step)
-        times = self.time_breakdown()
-        for part, seconds in times.items():
-            if part != "total":
-                w.add_scalar(f"time/{part}_fraction", seconds / max(times["total"], 1e-9), step)
-        w.add_scalar("time/wall_minutes", times["total"] / 60, step)
-        w.flush()
-
-    def log_evaluation(self, episodes: list[Episode]) -> None:
-        cfg, w, s = self.cfg, self.writer, self.state
-        step = s.env_steps
-        w.add_scalar("return/eval", s.eval_returns[-1], step)
-        w.add_scalar("return/eval_std", s.eval_stds[-1], step)
-        first = episodes[0]
-        if cfg.video_every and (s.evaluations - 1) % cfg.video_every == 0:
-            _quiet_moviepy()
-            video = torch.from_numpy(first.obs).permute(0, 3, 1, 2)[None]  # (1, T+1, 3, H, W)
-            fps = float(self.env.metadata.get("render_fps", 30))
-            w.add_video("eval/episode", video, step, fps=max(1, round(fps)))
-        if cfg.strip_every and (s.evaluations - 1) % cfg.strip_every == 0:
-            strip = self._prediction_strip(first)
-            if strip is not None:
-                w.add_image("eval/open_loop_prediction", strip, step, dataformats="HWC")
-        w.flush()
-
-    def _prediction_strip(self, episode: Episode) -> np.ndarray | None:
-        """Open-loop latent predictions (what the planner imagines) under the episode's actions,
-        from the middle of the episode: rows truth, sample 1, sample 2."""
-        n_past = self.cfg.train.n_past
-        n_future = min(self.cfg.planner.cem.horizon, episode.num_frames - n_past)
-        if n_future < 1:
-            return None
-        start = (episode.num_frames - n_past - n_future) // 2
-        span = slice(start, start + n_past + n_future)
-        obs = torch.from_numpy(episode.obs[span]).permute(0, 3, 1, 2)[None].to(self.device)
-        action = torch.from_numpy(episode.action[start : start + n_past - 1 + n_future])[None]
-        generator = torch.Generator(device=self.device).manual_seed(0)
-        pred = predict(
-            self.model,
-            obs,
-            action.to(self.device),
-            n_past,
-            n_future,
-            samples=2,
-            generator=generator,
-            feedback="latent",
-        )  # (1, 2, n_future, 3, H, W)
-        truth = obs[0].float() / 255
-        return prediction_strip([truth, *pred[0]])
-
-    def stage(self, name: str) -> None:
-        """Show what the loop is doing in the progress bar."""
-        if self.bar is not None:
-            self.bar.set_description(name, refresh=True)
-
-    def _ticker(self, label: str) -> Callable[[], None]:
-        """A step callback showing ``label (step k)`` in the bar (evaluation steps are not part
-        of the bar's count, which is the training budget)."""
-        steps = 0
-
-        def tick() -> None:
-            nonlocal steps
-            steps += 1
-            self.stage(f"{label} (step {steps})")
-
-        return tick
-
-    def on_env_step(self) -> None:
-        """Advance the progress bar by one agent step of a training episode."""
-        if self.bar is not None:
-            self.bar.update(self.action_repeat)
-
-    def update_bar(self, episode: Episode | None = None) -> None:
-        if self.bar is None:
-            return
-        s = self.state
-        if s.episodes:
-            per_episode = s.env_steps / s.episodes
-            self.bar.total = max(s.env_steps, round(per_episode * self.final_episodes()))
-        self.bar.n = s.env_steps
-        postfix = {"ep": f"{s.episodes}/{self.final_episodes()}"}
-        if episode is not None:
-            postfix["return"] = f"{episode.total_reward:.1f}"
-        if s.eval_returns:
-            postfix["eval"] = f"{s.eval_returns[-1]:.1f}"
-        if s.planned_actions:
-            postfix["plan"] = f"{1000 * s.plan_seconds / s.planned_actions:.0f}ms"
-        eta = self.eta_seconds()
-        if eta is not None:
-            postfix["eta"] = format_duration(eta)
-        self.bar.set_postfix(postfix, refresh=False)
-        self.bar.refresh()
-
-    def log_progress(self, episode: Episode | None) -> None:
-        """Without a progress bar (``progress=false``, e.g. under nohup): one log line per
-        episode and evaluation, with the ETA."""
-        if self.bar is not None:
-            return
-        s = self.state
-        what = (
-            f"return {episode.total_reward:.1f}"
-            if episode is not None
-            else f"evaluation return {s.eval_returns[-1]:.1f}"
-        )
-        eta = self.eta_seconds()
-        plan = (
-            f", planning {1000 * s.plan_seconds / s.planned_actions:.0f} ms/action"
-            if s.planned_actions
-            else ""
-        )
-        log.info(
-            "episode %d/%d, %s env steps: %s%s; wall %s%s",
-            s.episodes,
-            self.final_episodes(),
-            f"{s.env_steps:,}",
-            what,
-            plan,
-            format_duration(self.wall_now()),
-            f", ETA {format_duration(eta)}" if eta is not None else "",
-        )
 
     # -- main -------------------------------------------------------------------------------
 
     def loop(self) -> None:
-        cfg, s = self.cfg, self.state
+        cfg, s, logger = self.cfg, self.state, self.logger
         while True:
-            if self.eval_due():
+            if eval_due(s, cfg):
                 start = time.perf_counter()
-                self.stage("evaluating")
+                logger.stage("evaluating")
                 episodes = self.evaluate()
-                with self.timed("writing"):
-                    self.log_evaluation(episodes)
+                with timed(s, "writing"):
+                    logger.evaluation(s, episodes)
                     self.save_checkpoint()
                 self.durations["eval"].append(time.perf_counter() - start)
-                self.update_bar()
-                self.log_progress(None)
-            if self.finished():
+                logger.progress(s, self.durations, self.clock.now())
+            if finished(s, cfg):
                 break
             start = time.perf_counter()
             planned = s.episodes >= cfg.seed_episodes
             train_logs: dict[str, float] = {}
             if planned and cfg.train_steps:
-                self.stage("training")
-                with self.timed("training"):
+                logger.stage("training")
+                with timed(s, "training"):
                     train_logs = self.train_model()
-            self.stage("acting" if planned else "seeding")
+            logger.stage("acting" if planned else "seeding")
             episode, plan_seconds = self.collect(planned)
-            with self.timed("writing"):
-                self.log_episode(episode, plan_seconds, train_logs)
+            with timed(s, "writing"):
+                times = time_breakdown(s, self.clock.now())
+                logger.episode(
+                    s, episode, plan_seconds, train_logs, self.trainer.global_step, times
+                )
                 self.save_checkpoint()
             self.durations["planned" if planned else "seed"].append(time.perf_counter() - start)
-            self.update_bar(episode)
-            self.log_progress(episode)
+            logger.progress(s, self.durations, self.clock.now(), episode)
 
     def summary(self) -> dict[str, Any]:
         cfg, s = self.cfg, self.state
@@ -931,7 +433,7 @@ class _Run:
             ),
             "wall_time_s": s.wall_seconds,
             "eval_wall_s": list(s.eval_wall_s),
-            "time_s": {k: round(v, 1) for k, v in self.time_breakdown().items()},
+            "time_s": {k: round(v, 1) for k, v in time_breakdown(s, self.clock.now()).items()},
             "resumed_at_episode": self.resumed_at,
             "checkpoint": str(self.ckpt_path),
             "parameters": self.model.num_params(),
@@ -962,7 +464,7 @@ def run(cfg: CEMPlannerConfig, workdir: str | Path) -> dict[str, Any]:
         run_dir = session.run_dir
         assert run_dir is not None
         new = session.resumed_at is None  # a resumed run logged its config when it started
-        session.writer = run_dir.open_writer(
+        session.logger.writer = run_dir.open_writer(
             cfg if new else None, 0, parameters=session.model.num_params() if new else None
         )
         log.info(
@@ -983,7 +485,7 @@ def run(cfg: CEMPlannerConfig, workdir: str | Path) -> dict[str, Any]:
         if cfg.progress:
             from tqdm.contrib.logging import logging_redirect_tqdm
 
-            session.bar = run_dir.open_bar(
+            session.logger.bar = run_dir.open_bar(
                 total=None,
                 # the ETA is the loop's own (eta_seconds): tqdm's, from one average rate over
                 # env steps, is far off while seed episodes, training and evaluations alternate
@@ -995,7 +497,7 @@ def run(cfg: CEMPlannerConfig, workdir: str | Path) -> dict[str, Any]:
                 dynamic_ncols=True,
                 smoothing=0,
             )
-            session.update_bar()
+            session.logger.progress(session.state, session.durations, session.clock.now())
             with logging_redirect_tqdm():  # log lines above the bar, not through it
                 session.loop()
         else:

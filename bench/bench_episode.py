@@ -106,8 +106,9 @@ def instrument() -> None:
     data.SequenceSampler.sample = timed("batch sampling", data.SequenceSampler.sample)
     episode_format.Episode.save = timed("episode file", episode_format.Episode.save)
     run_cls.save_checkpoint = timed("checkpoint", run_cls.save_checkpoint)
-    run_cls.log_episode = timed("logging", run_cls.log_episode)
-    run_cls.log_evaluation = timed("logging", run_cls.log_evaluation)
+    logger_cls = loop.LoopLogger  # TensorBoard
+    logger_cls.episode = timed("logging", logger_cls.episode)
+    logger_cls.evaluation = timed("logging", logger_cls.evaluation)
     # phases: the training steps and the planned collection belong to a training episode
     run_cls.train_model = in_phase(lambda *a, **k: "train", timed("training", run_cls.train_model))
     run_cls.collect = in_phase(

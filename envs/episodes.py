@@ -4,7 +4,7 @@ The format (arrays, file names, listing, validation, atomic writes and the in-me
 :class:`episode_format.Episode`) is defined once, in the leaf package :mod:`episode_format`, which
 the readers of ``worldmodel`` share; its writer's functions are re-exported here. This module adds
 the env side: :class:`EpisodeRecorder`, which every rollout of the project records with
-(``envs.collect`` and the RL loop's ``agents.loop.run_episode``).
+(``envs.collect`` and the RL loop's ``agents.acting.run_episode``).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from agents import (
 )
 from agents.config import CEMPlannerConfig
 from agents.goals import goal_image, reacher_joint_angles
+from agents.loop_state import eta_seconds, final_episodes
 from envs import make_env
 from envs.stub import StubPixelEnv
 from worldmodel.checkpoint import load_checkpoint
@@ -552,23 +553,20 @@ def test_the_env_step_budget_ends_the_run_and_the_eta_counts_what_is_left(tiny, 
     assert 0 < walls[0] < walls[1] <= summary["wall_time_s"]
 
 
-def test_eta_counts_the_episodes_and_evaluations_left_at_their_own_durations(tiny, tmp_path):
+def test_eta_counts_the_episodes_and_evaluations_left_at_their_own_durations(tiny):
+    """The ETA is arithmetic on the loop's state and config (no model, no environment)."""
     cfg = tiny("episodes=12", "seed_episodes=2", "eval_every=4", "eval_episodes=1")
-    session = loop._Run(cfg, tmp_path)
-    try:
-        session.state.episodes, session.state.env_steps = 3, 30  # 2 seed + 1 planned
-        assert session.eta_seconds() is None  # no planned episode timed yet
-        session.durations = {"seed": [1.0], "planned": [10.0], "eval": [4.0]}
-        # 9 planned episodes left (4..12 -> planned 2..10): evaluations after planned 4, 8, and
-        # at the end (planned 10)
-        assert session.eta_seconds() == pytest.approx(9 * 10.0 + 3 * 4.0)
-        session.cfg.max_env_steps = 60  # 3 more 10-step episodes: planned 4, evaluated, the end
-        assert session.final_episodes() == 6
-        assert session.eta_seconds() == pytest.approx(3 * 10.0 + 1 * 4.0)
-        session.cfg.max_env_steps = 70  # planned 5: an evaluation after 4 and one at the end
-        assert session.eta_seconds() == pytest.approx(4 * 10.0 + 2 * 4.0)
-    finally:
-        session.close()
+    state = loop.LoopState(episodes=3, env_steps=30)  # 2 seed + 1 planned
+    assert eta_seconds(state, cfg, {"seed": [], "planned": [], "eval": []}) is None  # none timed
+    durations = {"seed": [1.0], "planned": [10.0], "eval": [4.0]}
+    # 9 planned episodes left (4..12 -> planned 2..10): evaluations after planned 4, 8, and
+    # at the end (planned 10)
+    assert eta_seconds(state, cfg, durations) == pytest.approx(9 * 10.0 + 3 * 4.0)
+    cfg.max_env_steps = 60  # 3 more 10-step episodes: planned 4, evaluated, the end
+    assert final_episodes(state, cfg) == 6
+    assert eta_seconds(state, cfg, durations) == pytest.approx(3 * 10.0 + 1 * 4.0)
+    cfg.max_env_steps = 70  # planned 5: an evaluation after 4 and one at the end
+    assert eta_seconds(state, cfg, durations) == pytest.approx(4 * 10.0 + 2 * 4.0)
 
 
 def test_format_duration():

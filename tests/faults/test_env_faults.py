@@ -4,7 +4,7 @@ run goes on to its configured number of episodes.
 
 The environments' own handling (truncation with ``info["physics_error"]``, the last valid frame,
 recovery on reset; dm_control and Gymnasium MuJoCo) is tested in tests/test_envs.py, and
-:func:`agents.loop.run_episode` on a stub that reports one in tests/test_loop.py.
+:func:`agents.acting.run_episode` on a stub that reports one in tests/test_loop.py.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def test_a_physics_error_ends_the_episode_and_the_run_goes_on(
         loop, "make_env_from_config", lambda cfg: _Unstable(make_env_from_config(cfg))
     )
     cfg = loop_cfg("env=cheetah", "env.size=32", "env.max_episode_steps=5", "episodes=4")
-    with caplog.at_level(logging.WARNING, logger="agents.loop"), warnings.catch_warnings():
+    with caplog.at_level(logging.WARNING, logger="agents.acting"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the env's own warning
         summary = loop.run(cfg, tmp_path)
 
