@@ -19,6 +19,7 @@ import torch
 from agents.config import CEMPlannerConfig
 from agents.loop_state import LoopState, eta_seconds, final_episodes, format_duration
 from episode_format import Episode
+from worldmodel.evaluation.reward import reward_accuracy
 from worldmodel.svg import WorldModel
 from worldmodel.train import predict
 from worldmodel.viz import prediction_strip
@@ -113,7 +114,44 @@ class LoopLogger:
             strip = self.prediction_strip(first)
             if strip is not None:
                 w.add_image("eval/open_loop_prediction", strip, step, dataformats="HWC")
+        self.reward_accuracy(episodes, step)
         w.flush()
+
+    def reward_accuracy(self, episodes: list[Episode], step: int) -> None:
+        """How well the model predicts the rewards of the (held-out) evaluation episodes, along
+        the planner's open-loop rollouts and teacher-forced (:mod:`worldmodel.evaluation.reward`):
+        ``planning/imagined_reward_corr`` near 0 means the planner ranks noise."""
+        if self.cfg.planner.objective != "reward" or not self.model.has_reward:
+            return
+        horizon = self.cfg.planner.cem.horizon
+        try:
+            acc = reward_accuracy(
+                self.model,
+                episodes,
+                horizon=horizon,
+                n_past=self.cfg.train.n_past,
+                samples=self.cfg.planner.samples,
+                max_windows=32,
+            )
+        except ValueError:  # episodes shorter than a window
+            return
+        w = self.writer
+        for name in ("imagined", "teacher_forced"):
+            w.add_scalar(f"planning/{name}_reward_corr", getattr(acc, f"{name}_corr"), step)
+            mse = getattr(acc, f"{name}_mse") / max(acc.constant_mse, 1e-12)
+            w.add_scalar(f"planning/{name}_reward_mse_vs_constant", mse, step)
+        log.info(
+            "reward prediction on the evaluation episodes (%d windows of %d steps): correlation "
+            "of the %d-step sums with the truth %.2f imagined (what the planner ranks), %.2f "
+            "teacher-forced; MSE / constant's %.2f imagined, %.2f teacher-forced",
+            acc.windows,
+            horizon,
+            horizon,
+            acc.imagined_corr,
+            acc.teacher_forced_corr,
+            acc.imagined_mse / max(acc.constant_mse, 1e-12),
+            acc.teacher_forced_mse / max(acc.constant_mse, 1e-12),
+        )
 
     def prediction_strip(self, episode: Episode) -> np.ndarray | None:
         """Open-loop latent predictions (what the planner imagines) under the episode's actions,

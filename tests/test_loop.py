@@ -108,6 +108,10 @@ def test_run_writes_episodes_checkpoint_and_tensorboard(tiny, tmp_path):
         "world_model/grad_norm",
         "eval/open_loop_prediction",
         "eval/episode",
+        "planning/imagined_reward_corr",
+        "planning/teacher_forced_reward_mse_vs_constant",
+        "time/planning_fraction",
+        "time/training_fraction",
     ):
         assert tag in tags, f"{tag} missing from TensorBoard ({sorted(tags)})"
 
