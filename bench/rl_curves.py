@@ -31,6 +31,7 @@ import sys
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -38,7 +39,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.loop import EPISODES, EVALUATIONS_CSV, EVALUATIONS_HEADER  # noqa: E402
+from agents.loop import EPISODES, EVAL_EPISODES, EVALUATIONS_CSV, EVALUATIONS_HEADER  # noqa: E402
+from agents.loop_state import LoopState, eta_seconds  # noqa: E402
 from agents.references import REFERENCE_ENV_STEPS, references_for  # noqa: E402
 from bench.common import machine_line  # noqa: E402
 from episode_format import episode_paths  # noqa: E402
@@ -71,6 +73,67 @@ def read_evaluations(run: Path) -> list[dict[str, float]]:
     return rows
 
 
+def _run_config(run: Path) -> SimpleNamespace | None:
+    """The loop settings the ETA needs, from Hydra's ``.hydra/config.yaml`` of the run."""
+    path = run / ".hydra" / "config.yaml"
+    if not path.exists():
+        return None
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(path)
+    return SimpleNamespace(
+        episodes=int(cfg.episodes),
+        seed_episodes=int(cfg.seed_episodes),
+        eval_every=int(cfg.eval_every),
+        eval_episodes=int(cfg.eval_episodes),
+        max_env_steps=int(cfg.get("max_env_steps", 0)),
+    )
+
+
+def eta_check(run: Path, at_episode: int = 10) -> dict | None:
+    """The loop's ETA (:func:`agents.loop_state.eta_seconds`) as it stood after ``at_episode``
+    episodes (and the evaluation due then), against the real remaining time, both from the
+    modification times of the run's episode files (written as each episode ends). Only for an
+    ended run of one session; None otherwise."""
+    cfg = _run_config(run)
+    if cfg is None or not (run / "summary.json").exists():
+        return None
+    summary = json.loads((run / "summary.json").read_text())
+    if summary.get("resumed_at_episode") is not None:
+        return None
+    train = [(p.stat().st_mtime, p) for p in episode_paths(run / EPISODES)]
+    evals = sorted(p.stat().st_mtime for p in episode_paths(run / EVAL_EPISODES))
+    if len(train) <= at_episode or len(train) < 2:
+        return None
+    # events in time order: ("train", end) and ("eval", end of an evaluation's last episode)
+    eval_ends = evals[cfg.eval_episodes - 1 :: cfg.eval_episodes]
+    events = sorted([(t, "train") for t, _ in train] + [(t, "eval") for t in eval_ends])
+    durations: dict[str, list[float]] = {"seed": [], "planned": [], "eval": []}
+    state = LoopState()
+    previous = None
+    cut = None
+    for t, kind in events:
+        if kind == "train":
+            if state.episodes == at_episode:
+                break
+            kind_name = "seed" if state.episodes < cfg.seed_episodes else "planned"
+            if previous is not None:
+                durations[kind_name].append(t - previous)
+            state.episodes += 1
+            state.env_steps = round(summary["env_steps"] / summary["episodes"] * state.episodes)
+        else:
+            if previous is not None:
+                durations["eval"].append(t - previous)
+            state.eval_at.append(state.episodes)
+        previous = t
+        cut = t
+    eta = eta_seconds(state, cfg, durations)
+    if eta is None or cut is None:
+        return None
+    actual = events[-1][0] - cut
+    return {"at_episode": at_episode, "eta_s": eta, "actual_s": actual, "error": eta / actual - 1}
+
+
 def run_info(run: Path, seed_episodes: int = 5) -> dict:
     """What the report says about one run: command, summary (if ended), training returns."""
     overrides_file = run / ".hydra" / "overrides.yaml"
@@ -93,6 +156,7 @@ def run_info(run: Path, seed_episodes: int = 5) -> dict:
         "train_returns": returns,
         "random_return": float(np.mean(returns[:seed_episodes])) if returns else float("nan"),
         "evaluations": read_evaluations(run),
+        "eta": eta_check(run),
     }
 
 
@@ -187,6 +251,13 @@ def write_md(
                     )
                     + "."
                 )
+        eta = info.get("eta")
+        if eta:
+            out.append(
+                f"ETA after {eta['at_episode']} episodes (the loop's estimate, rebuilt from the "
+                f"episode files' times): {eta['eta_s'] / 60:.1f} min to go; it took "
+                f"{eta['actual_s'] / 60:.1f} min ({100 * eta['error']:+.0f}%)."
+            )
         out += ["", "| env steps | wall (min) | eval return |", "|---|---|---|"]
         for r in ev:
             out.append(

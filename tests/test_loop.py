@@ -595,3 +595,13 @@ def test_rl_curves_reports_a_run(tiny, tmp_path):
     text = (out / "rl_stub.md").read_text()
     assert "machine:" in text and "finished" in text and "| 30 |" in text
     assert (out / "rl_stub.png").stat().st_size > 1000
+
+    # the ETA check needs the run's composed config (Hydra writes it for command-line runs)
+    (tmp_path / "run" / ".hydra").mkdir()
+    (tmp_path / "run" / ".hydra" / "config.yaml").write_text(
+        "episodes: 4\nseed_episodes: 2\neval_every: 1\neval_episodes: 1\nmax_env_steps: 0\n"
+    )
+    eta = rl_curves.eta_check(tmp_path / "run", at_episode=3)
+    assert eta is not None and eta["at_episode"] == 3
+    assert eta["eta_s"] > 0 and eta["actual_s"] > 0
+    assert rl_curves.eta_check(tmp_path / "run", at_episode=10) is None  # not that long
