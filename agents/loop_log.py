@@ -9,7 +9,6 @@ without one (``progress=false``, e.g. under nohup), one log line per episode and
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ from agents.config import CEMPlannerConfig
 from agents.loop_state import LoopState, eta_seconds, final_episodes, format_duration
 from episode_format import Episode
 from worldmodel.evaluation.reward import reward_accuracy
+from worldmodel.run_dir import add_video
 from worldmodel.svg import WorldModel
 from worldmodel.train import predict
 from worldmodel.viz import prediction_strip
@@ -27,14 +27,6 @@ from worldmodel.viz import prediction_strip
 __all__ = ["LoopLogger"]
 
 log = logging.getLogger("agents.loop")  # the loop's progress lines keep the loop's name
-
-
-def _quiet_moviepy() -> None:
-    """TensorBoard's add_video imports moviepy, whose audio preview module initialises pygame's
-    SDL audio at import: on a headless machine that prints a screenful of ALSA errors. Dummy SDL
-    drivers (unless the user chose others) keep the console clean; nothing is played anyway."""
-    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 
 class LoopLogger:
@@ -107,9 +99,8 @@ class LoopLogger:
         w.add_scalar("return/eval_std", s.eval_stds[-1], step)
         first = episodes[0]
         if cfg.video_every and (s.evaluations - 1) % cfg.video_every == 0:
-            _quiet_moviepy()
             video = torch.from_numpy(first.obs).permute(0, 3, 1, 2)[None]  # (1, T+1, 3, H, W)
-            w.add_video("eval/episode", video, step, fps=max(1, round(self.fps)))
+            add_video(w, "eval/episode", video, step, self.fps)
         if cfg.strip_every and (s.evaluations - 1) % cfg.strip_every == 0:
             strip = self.prediction_strip(first)
             if strip is not None:

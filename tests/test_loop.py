@@ -5,6 +5,7 @@ agent beats a random policy by a clear margin."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -605,3 +606,29 @@ def test_rl_curves_reports_a_run(tiny, tmp_path):
     assert eta is not None and eta["at_episode"] == 3
     assert eta["eta_s"] > 0 and eta["actual_s"] > 0
     assert rl_curves.eta_check(tmp_path / "run", at_episode=10) is None  # not that long
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_logging_a_video_keeps_sigterm_deadly():
+    """TensorBoard's add_video imports moviepy -> pygame -> SDL, which by default catches SIGTERM
+    (and never acts on it): a run could no longer be stopped with ``kill``. Checked in a fresh
+    interpreter, since this one may have imported pygame already."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, tempfile\n"
+        "from torch.utils.tensorboard import SummaryWriter\n"
+        "from worldmodel.run_dir import add_video\n"
+        "w = SummaryWriter(tempfile.mkdtemp())\n"
+        "add_video(w, 'v', torch.zeros(1, 3, 3, 8, 8, dtype=torch.uint8), 0, fps=4)\n"
+        "line = [x for x in open('/proc/self/status') if x.startswith('SigCgt')][0]\n"
+        "print(int(line.split()[1], 16))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SDL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    caught = int(done.stdout.strip().splitlines()[-1])
+    assert not caught & (1 << (15 - 1)), "SIGTERM is caught after logging a video"

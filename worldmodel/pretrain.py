@@ -31,7 +31,7 @@ from worldmodel.adversarial import AntiBlurConfig
 from worldmodel.data import EpisodeDataset, SequenceSampler
 from worldmodel.device import resolve_device
 from worldmodel.distributed import DistInfo, broadcast_object, init_from_env, shutdown
-from worldmodel.run_dir import RunDirectory
+from worldmodel.run_dir import RunDirectory, add_video
 from worldmodel.svg import ModelConfig, WorldModel
 from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer, TrainingDiverged, predict
 from worldmodel.training_setup import build_trainer, resolve_model_config
@@ -129,7 +129,7 @@ def _log_predictions(writer: Any, trainer: Trainer, batch: Any, cfg: PretrainCon
         rows = [obs[i]] + [pred[i, s] for s in range(pred.shape[1])]
         writer.add_image(f"predictions/seq{i}", prediction_strip(rows), step, dataformats="HWC")
     video = torch.cat([obs[0, n_past:], *pred[0]], dim=-1)  # truth | samples side by side
-    writer.add_video("predictions/video", video.unsqueeze(0).cpu(), step, fps=4)
+    add_video(writer, "predictions/video", video.unsqueeze(0).cpu(), step, fps=4)
 
 
 @torch.no_grad()

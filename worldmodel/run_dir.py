@@ -5,19 +5,37 @@ scalars), ``checkpoints/``, and ``summary.json`` when the run ends; a progress b
 the console. :class:`RunDirectory` does the parts the two trainers share: it creates the directory
 and removes the leftovers of a killed run's atomic writes (:func:`cleanup_stale_tmp`), opens the
 TensorBoard writer (logging the config), opens the progress bar, closes both, and writes the
-summary atomically. TensorBoard and tqdm are imported when used.
+summary atomically. TensorBoard and tqdm are imported when used. :func:`add_video` is the one way
+both log a video (TensorBoard's ``add_video``, made safe for headless runs).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from worldmodel.checkpoint import cleanup_stale_tmp, write_text_atomic
 
-__all__ = ["RunDirectory", "config_text"]
+__all__ = ["RunDirectory", "add_video", "config_text"]
+
+
+def add_video(writer: Any, tag: str, video: Any, step: int, fps: float) -> None:
+    """``writer.add_video(tag, video, step, fps)``, safe on a headless machine.
+
+    TensorBoard's add_video imports moviepy, whose audio preview module initialises pygame's SDL
+    at import. Dummy SDL drivers (unless the user chose others) keep the console free of ALSA
+    errors; nothing is played anyway. SDL would also install handlers for SIGINT and SIGTERM that
+    turn them into SDL quit events nobody reads: after the first video, ``kill PID`` (SIGTERM,
+    what schedulers and ``timeout`` send) no longer stopped a run. ``SDL_NO_SIGNAL_HANDLERS``
+    keeps the defaults.
+    """
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
+    writer.add_video(tag, video, step, fps=max(1, round(fps)))
 
 
 def config_text(cfg: Any) -> str:
