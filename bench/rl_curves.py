@@ -219,6 +219,8 @@ def write_md(
             + ", ".join(f"{k} {v:g}" for k, v in refs.items())
             + " (CURL's Table 1, DrQ, DreamerV3)."
         )
+    if len(runs) > 1:
+        out += comparison_table(runs)
     for run, info in runs.items():
         ev = info["evaluations"]
         summary = info["summary"]
@@ -284,6 +286,34 @@ def write_md(
                 ),
             ]
     path.write_text("\n".join(out) + "\n")
+
+
+def comparison_table(runs: dict[Path, dict]) -> list[str]:
+    """The runs of one task side by side (the ablation view): each run's evaluation returns at
+    the env steps they share, its best, and its wall time per 1,000 env steps."""
+    common = None
+    for info in runs.values():
+        steps = {r["env_steps"] for r in info["evaluations"]}
+        common = steps if common is None else common & steps
+    cols = sorted(common or ())
+    head = "| run | command | " + " | ".join(f"{c // 1000}k" for c in cols)
+    out = ["", "## The runs side by side", "", head + " | best (at) | wall min / 1k steps |"]
+    out.append("|---|---|" + "---|" * len(cols) + "---|---|")
+    for run, info in runs.items():
+        by_step = {r["env_steps"]: r for r in info["evaluations"]}
+        ev = info["evaluations"]
+        best = max(ev, key=lambda r: r["eval_return"]) if ev else None
+        last = ev[-1] if ev else None
+        pace = (
+            f"{last['wall_s'] / 60 / (last['env_steps'] / 1000):.2f}"
+            if last and not np.isnan(last["wall_s"])
+            else "-"
+        )
+        cells = " | ".join(f"{by_step[c]['eval_return']:.1f}" for c in cols)
+        best_text = f"{best['eval_return']:.1f} ({best['env_steps'] // 1000}k)" if best else "-"
+        command = info["command"].replace("python -m agents.cem_planner ", "")
+        out.append(f"| {run.name} | `{command}` | {cells} | {best_text} | {pace} |")
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
