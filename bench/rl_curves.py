@@ -189,7 +189,10 @@ def write_png(path: Path, task: str, runs: dict[Path, dict], refs: dict[str, flo
         rets = [r["eval_return"] for r in ev]
         axes[0].plot(steps, rets, marker="o", ms=3, label=label)
         axes[1].plot(walls, rets, marker="o", ms=3, label=label)
+    randoms = [i["random_return"] for i in runs.values() if not np.isnan(i["random_return"])]
     for ax in axes:
+        if randoms:
+            ax.axhline(float(np.mean(randoms)), color="0.5", ls=":", lw=1, label="random policy")
         for i, (name, value) in enumerate(refs.items()):
             ax.axhline(value, color=f"C{i + 3}", ls="--", lw=0.8, label=f"{name} at 100k")
         ax.grid(alpha=0.3)
