@@ -12,10 +12,14 @@ files; Hydra's ``.hydra/overrides.yaml`` for the command) and writes, per task:
 * ``rl_<task>.png``: evaluation return against environment steps and against wall time, with the
   references drawn as horizontal lines.
 
-Usage (a run still going is reported as far as it got, and says so)::
+Usage (a run still going is reported as far as it got, and says so; ``--compare`` adds runs of
+other settings to the report and plot but not to the csv; ``--final-eval`` adds a ``mode=eval`` of a
+run's checkpoint)::
 
     python bench/rl_curves.py --run cheetah=runs/rl/cheetah_s0 --run cartpole=runs/rl/cartpole_s0
     python bench/rl_curves.py --run cheetah=runs/rl/cheetah_s0 --run cheetah=runs/rl/cheetah_s1
+    python bench/rl_curves.py --run cartpole=runs/rl/cartpole_s0 \
+        --compare cartpole=runs/rl/cartpole_rollout_s0 --final-eval runs/rl/cartpole_s0_eval10
 
 ``--note`` adds a line of context (e.g. the machine's load) to every report. The machine line is
 the reporting process's (report from the machine the runs ran on, at one torch thread as the runs
@@ -256,6 +260,14 @@ def write_md(
                     )
                     + "."
                 )
+        final = info.get("final_eval")
+        if final:
+            out.append(
+                f"Final checkpoint evaluated with `mode=eval eval_episodes={final['episodes']}` "
+                f"(`{final['command_dir']}`): **{final['mean_return']:.1f} +- "
+                f"{final['std_return']:.1f}** (mean +- std over {final['episodes']} episodes; "
+                f"returns {', '.join(f'{r:.0f}' for r in final['returns'])}).  "
+            )
         eta = info.get("eta")
         if eta:
             out.append(
@@ -328,6 +340,22 @@ def main(argv: list[str] | None = None) -> None:
         metavar="TASK=DIR",
         help="a run directory and the task name used in the file names (repeat)",
     )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="TASK=DIR",
+        help="a run of another setting (an ablation): in the side-by-side table, the report and "
+        "the plot, not in rl_<task>.csv, which holds the --run runs only (repeat)",
+    )
+    parser.add_argument(
+        "--final-eval",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="the work directory of a `mode=eval` run (its eval_summary.json) of a run's "
+        "checkpoint: reported with that run (repeat)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--note", default="")
     parser.add_argument("--threads", type=int, default=1, help="for the machine line")
@@ -335,16 +363,23 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     machine = machine_line()
     by_task: dict[str, dict[Path, dict]] = defaultdict(dict)
-    for item in args.run:
+    for item, compare in [(i, False) for i in args.run] + [(i, True) for i in args.compare]:
         task, _, directory = item.partition("=")
         if not directory:
-            parser.error(f"--run {item!r}: expected TASK=DIR")
+            parser.error(f"--run/--compare {item!r}: expected TASK=DIR")
         run = Path(directory)
-        by_task[task][run] = run_info(run)
+        by_task[task][run] = {**run_info(run), "compare": compare}
+    for directory in args.final_eval:
+        ev = json.loads((Path(directory) / "eval_summary.json").read_text())
+        ckpt = Path(ev["checkpoint"]).resolve()
+        for runs in by_task.values():
+            for run, info in runs.items():
+                if run.resolve() in ckpt.parents:
+                    info["final_eval"] = {**ev, "command_dir": directory}
     args.out.mkdir(parents=True, exist_ok=True)
     for task, runs in by_task.items():
         refs = references_for(task)
-        rows = [r for info in runs.values() for r in info["evaluations"]]
+        rows = [r for info in runs.values() if not info["compare"] for r in info["evaluations"]]
         write_csv(args.out / f"rl_{task}.csv", rows)
         write_md(args.out / f"rl_{task}.md", task, runs, refs, machine, args.note)
         write_png(args.out / f"rl_{task}.png", task, runs, refs)

@@ -607,6 +607,38 @@ def test_rl_curves_reports_a_run(tiny, tmp_path):
     assert eta["eta_s"] > 0 and eta["actual_s"] > 0
     assert rl_curves.eta_check(tmp_path / "run", at_episode=10) is None  # not that long
 
+    # another setting's run (--compare) joins the report, not the csv; a mode=eval is reported
+    import shutil
+
+    shutil.copytree(tmp_path / "run", tmp_path / "other")
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "eval_summary.json").write_text(
+        json.dumps(
+            {
+                "checkpoint": str(tmp_path / "run" / "checkpoints" / "last.pt"),
+                "episodes": 2,
+                "mean_return": 5.0,
+                "std_return": 1.0,
+                "returns": [4.0, 6.0],
+            }
+        )
+    )
+    rl_curves.main(
+        [
+            "--run",
+            f"stub={tmp_path / 'run'}",
+            "--compare",
+            f"stub={tmp_path / 'other'}",
+            "--final-eval",
+            str(tmp_path / "eval"),
+            "--out",
+            str(out),
+        ]
+    )
+    assert len((out / "rl_stub.csv").read_text().splitlines()) == 1 + 2
+    text = (out / "rl_stub.md").read_text()
+    assert "side by side" in text and "## other" in text and "**5.0 +- 1.0**" in text
+
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
 def test_logging_a_video_keeps_sigterm_deadly():
