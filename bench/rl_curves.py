@@ -263,7 +263,7 @@ def write_md(
         final = info.get("final_eval")
         if final:
             out.append(
-                f"Final checkpoint evaluated with `mode=eval eval_episodes={final['episodes']}` "
+                f"Final checkpoint evaluated with `mode=eval`, {final['episodes']} episodes in all "
                 f"(`{final['command_dir']}`): **{final['mean_return']:.1f} +- "
                 f"{final['std_return']:.1f}** (mean +- std over {final['episodes']} episodes; "
                 f"returns {', '.join(f'{r:.0f}' for r in final['returns'])}).  "
@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         metavar="DIR",
         help="the work directory of a `mode=eval` run (its eval_summary.json) of a run's "
-        "checkpoint: reported with that run (repeat)",
+        "checkpoint: reported with that run (repeat; several of one checkpoint are pooled)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--note", default="")
@@ -374,7 +374,19 @@ def main(argv: list[str] | None = None) -> None:
         ckpt = Path(ev["checkpoint"]).resolve()
         for runs in by_task.values():
             for run, info in runs.items():
-                if run.resolve() in ckpt.parents:
+                if run.resolve() in ckpt.parents:  # several of one checkpoint: pooled
+                    before = info.get("final_eval")
+                    if before:
+                        returns = before["returns"] + ev["returns"]
+                        dirs = f"{before['command_dir']}`, `{directory}"
+                        ev = {
+                            **ev,
+                            "returns": returns,
+                            "episodes": len(returns),
+                            "mean_return": float(np.mean(returns)),
+                            "std_return": float(np.std(returns)),
+                        }
+                        directory = dirs
                     info["final_eval"] = {**ev, "command_dir": directory}
     args.out.mkdir(parents=True, exist_ok=True)
     for task, runs in by_task.items():
