@@ -89,6 +89,16 @@ RUNS: tuple[Run, ...] = (
     Run("svg-mse-M1-K1", M=1.0, K=1.0),
     Run("gran-full", loss="full", extra=(*_FULL, "model.decoder=gran", "model.gran_steps=2")),
 )
+# Anti-blur ablations (result 3: which part of loss=full helps and which hurts), one change each
+# against svg-mse or svg-full. ``--runs ablations`` trains them; they are evaluated in a report of
+# their own next to svg-mse and svg-full (same clips and seeds) and kept out of the csv, whose run
+# names are a contract.
+ABLATIONS: tuple[Run, ...] = (
+    Run("svg-mse-gdl", extra=("loss.gdl_weight=1.0",)),
+    Run("svg-mse-pixelnorm", extra=("loss.pixel_norm=true",)),
+    Run("svg-full-nogdl", loss="full", extra=(*_FULL, "loss.gdl_weight=0")),
+)
+ABLATION_REFERENCES = ("svg-mse", "svg-full")
 # the capacity series: (M, K) -> run name; M = K = 0.5 is svg-mse itself
 CAPACITY = {
     (0.125, 0.125): "svg-mse-M0.125-K0.125",
@@ -317,14 +327,16 @@ def train_all(s: Settings, jobs: list[tuple[str, Path, Run]]) -> list[str]:
 # stage 3: evaluation
 
 
-def evaluate(s: Settings, data: str, test_dir: Path, runs: list[Run]) -> dict | None:
+def evaluate(s: Settings, data: str, test_dir: Path, runs: list[Run], tag: str = "") -> dict | None:
+    """One ``worldmodel.evaluate`` of every trained run of ``runs`` on ``test_dir``, in
+    ``<workdir>/eval/<data><tag>`` (reused while the checkpoints and their steps are unchanged)."""
     ckpts = [run_dir(s, data, r) / "checkpoints" / "last.pt" for r in runs]
     ckpts = [
         c for c, r in zip(ckpts, runs, strict=True) if c.is_file() and trained_steps(c.parents[1])
     ]
     if not ckpts:
         return None
-    out = s.workdir / "eval" / data
+    out = s.workdir / "eval" / f"{data}{tag}"
     report = out / "report.json"
     stamp = out / "inputs.json"  # which checkpoints (and their steps) the report covers
     inputs = {str(c): trained_steps(c.parents[1]) for c in ckpts}
@@ -348,7 +360,7 @@ def evaluate(s: Settings, data: str, test_dir: Path, runs: list[Run]) -> dict | 
         cmd.append("baselines=[" + ",".join(str(c) for c in ckpts[1:]) + "]")
     print(f"[eval] {data}: {len(ckpts)} checkpoints", flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    _run(cmd, log=out.parent / f"{data}.log")
+    _run(cmd, log=out.parent / f"{data}{tag}.log")
     stamp.write_text(json.dumps(inputs, indent=1))
     return json.loads(report.read_text())
 
@@ -493,6 +505,32 @@ def findings(rows: list[dict], reports: dict[str, dict], control: str = "cheetah
     return out
 
 
+def ablation_findings(rows: list[dict]) -> list[str]:
+    """One line per run of an ablation report: its PSNR, SSIM, SWD and sharpness, each with its
+    difference from svg-mse's in the same report (same clips, same samples)."""
+    ref = next((r for r in rows if r["run"] == "svg-mse"), None)
+    if ref is None:
+        return ["(svg-mse is not trained: nothing to compare against)"]
+    out = []
+    for r in rows:
+        if r["run"] in (COPY, "svg-mse"):
+            continue
+        parts = []
+        for key, digits, label in (
+            ("psnr_mean", 2, "PSNR"),
+            ("ssim_mean", 3, "SSIM"),
+            ("swd", 2, "SWD"),
+            ("sharpness", 3, "sharpness"),
+        ):
+            a, b = r[key], ref[key]
+            if a is None or b is None:
+                parts.append(f"{label} not measured")
+            else:
+                parts.append(f"{label} {a:.{digits}f} ({a - b:+.{digits}f})")
+        out.append(f"{r['run']}: " + ", ".join(parts))
+    return out
+
+
 def _table(rows: list[dict]) -> list[str]:
     head = "| run | steps | params | PSNR mean | PSNR best-of-8 | SSIM mean | SSIM best-of-8 | PSNR t+10 | SWD | FD | sharpness |"
     lines = [head, "|" + "---|" * 11]
@@ -515,7 +553,13 @@ def _per_step(rows: list[dict], key: str, digits: int) -> list[str]:
     return lines
 
 
-def write_results(s: Settings, rows: list[dict], reports: dict[str, dict], meta: dict) -> Path:
+def write_results(
+    s: Settings,
+    rows: list[dict],
+    reports: dict[str, dict],
+    meta: dict,
+    ablations: dict[str, list[dict]] | None = None,
+) -> Path:
     s.results.mkdir(parents=True, exist_ok=True)
     name = "video_quality_quick" if s.quick else "video_quality"
     write_csv(s.results / f"{name}.csv", rows)
@@ -574,6 +618,18 @@ def write_results(s: Settings, rows: list[dict], reports: dict[str, dict], meta:
             md += ["Skipped metrics: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()), ""]
         for img in meta.get("images", {}).get(data, []):
             md += [f"![{img}]({img})", ""]
+    for data, arows in (ablations or {}).items():
+        md += [
+            f"## Anti-blur ablations ({data})",
+            "",
+            "Which part of `loss=full` helps and which hurts: one change each against svg-mse "
+            "or svg-full (overrides under Runs), evaluated together with both in a report of "
+            "their own (same clips and samples as above; not in the csv). In brackets: the "
+            "difference from svg-mse.",
+            "",
+        ]
+        md += [f"- {line}" for line in ablation_findings(arows)] + [""]
+        md += _table(arows) + [""]
     md += ["## Runs", "", "| data | run | pretrain overrides |", "|---|---|---|"]
     for data, run in meta["runs"]:
         md.append(f"| {data} | {run.name} | `{' '.join(run.overrides())}` |")
@@ -606,7 +662,12 @@ def parse(argv: list[str] | None = None) -> Settings:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--quick", action="store_true", help="tiny settings: the pipeline in minutes")
-    p.add_argument("--runs", default="all", help="comma-separated run names (default: all)")
+    p.add_argument(
+        "--runs",
+        default="all",
+        help="comma-separated run names; 'main' = the issue's runs, 'ablations' = the anti-blur "
+        "ablations, 'all' (default) = both",
+    )
     p.add_argument("--steps", type=int, default=None, help="training steps per run (default 4000)")
     p.add_argument("--jobs", type=int, default=2, help="training runs side by side (1 thread each)")
     p.add_argument("--workdir", type=Path, default=None, help="default runs/video_quality[_quick]")
@@ -624,8 +685,13 @@ def parse(argv: list[str] | None = None) -> Settings:
         help="train nothing: evaluate the runs that have finished (unfinished ones are listed)",
     )
     a = p.parse_args(argv)
-    names = [r.name for r in RUNS]
-    wanted = names if a.runs == "all" else [x.strip() for x in a.runs.split(",") if x.strip()]
+    groups = {
+        "main": [r.name for r in RUNS],
+        "ablations": [r.name for r in ABLATIONS],
+        "all": [r.name for r in (*RUNS, *ABLATIONS)],
+    }
+    names = groups["all"]
+    wanted = [n for x in a.runs.split(",") if x.strip() for n in groups.get(x.strip(), [x.strip()])]
     unknown = [w for w in wanted if w not in names]
     if unknown:
         p.error(f"unknown runs {unknown}; choose from {names}")
@@ -638,7 +704,7 @@ def parse(argv: list[str] | None = None) -> Settings:
         quick=a.quick,
         env=a.env,
         video_src=a.video_src,
-        runs=[r for r in RUNS if r.name in wanted],
+        runs=[r for r in (*RUNS, *ABLATIONS) if r.name in wanted],
         train_only=a.train_only,
         eval_only=a.eval_only,
     )
@@ -695,14 +761,20 @@ def main(argv: list[str] | None = None) -> int:
     images: dict[str, list[str]] = {}
     name = "video_quality_quick" if s.quick else "video_quality"
     s.results.mkdir(parents=True, exist_ok=True)
+    ablation_rows: dict[str, list[dict]] = {}
     for data, (_, test_dir) in data_dirs.items():
         runs = [r for r in s.runs if data in _data_of(s, r)]
-        report = evaluate(s, data, test_dir, runs)
-        if report is None:
-            continue
-        reports[data] = report
-        rows += rows_of(data, report)
-        images[data] = copy_images(s, data, name)
+        report = evaluate(s, data, test_dir, [r for r in runs if r not in ABLATIONS])
+        if report is not None:
+            reports[data] = report
+            rows += rows_of(data, report)
+            images[data] = copy_images(s, data, name)
+        ablations = [r for r in runs if r in ABLATIONS]
+        if ablations:
+            refs = [r for r in RUNS if r.name in ABLATION_REFERENCES]
+            report = evaluate(s, data, test_dir, refs + ablations, tag="-ablations")
+            if report is not None:
+                ablation_rows[data] = rows_of(data, report)
     meta = {
         "command": "python bench/video_quality.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -714,7 +786,7 @@ def main(argv: list[str] | None = None) -> int:
         "images": images,
         "unfinished": unfinished,
     }
-    path = write_results(s, rows, reports, meta)
+    path = write_results(s, rows, reports, meta, ablation_rows)
     print(f"wrote {path}", flush=True)
     for line in findings(rows, reports, s.env):
         print(line)

@@ -47,7 +47,7 @@ def test_quick_pipeline_writes_the_contracted_results(tmp_path):
         "--env",
         "stub",
         "--runs",
-        "svg-mse,svg-mse-noaction",
+        "svg-mse,svg-mse-noaction,svg-mse-gdl",
         "--workdir",
         str(tmp_path / "work"),
         "--results",
@@ -77,6 +77,10 @@ def test_quick_pipeline_writes_the_contracted_results(tmp_path):
     md = (results / "video_quality_quick.md").read_text()
     assert "Machine:" in md and "Protocol:" in md and "1a. svg-mse beats copy-last-frame" in md
     assert list(results.glob("video_quality_quick_stub_*.png"))
+    # an ablation is evaluated in a report of its own next to svg-mse, and kept out of the csv
+    assert "svg-mse-gdl" not in {r[1] for r in rows[1:]}
+    assert "## Anti-blur ablations (stub)" in md and "- svg-mse-gdl: PSNR" in md
+    assert (tmp_path / "work" / "eval" / "stub-ablations" / "report.json").is_file()
 
     # resumable: a second call trains nothing and reuses the evaluation
     before = (tmp_path / "work" / "eval" / "stub" / "report.json").stat().st_mtime
@@ -102,6 +106,11 @@ def test_run_overrides_and_unknown_runs():
     for (m, k), name in vq.CAPACITY.items():
         run = next(r for r in vq.RUNS if r.name == name)
         assert (run.M, run.K) == (m, k)
+    assert {r.name for r in vq.parse(["--runs", "ablations"]).runs} == {
+        r.name for r in vq.ABLATIONS
+    }
+    assert len(vq.parse([]).runs) == len(vq.RUNS) + len(vq.ABLATIONS)
+    assert [r.name for r in vq.parse(["--runs", "main,svg-mse-gdl"]).runs][-1] == "svg-mse-gdl"
     with pytest.raises(SystemExit):
         vq.parse(["--runs", "nope"])
     with pytest.raises(SystemExit):
