@@ -84,6 +84,7 @@ class PlannerConfig:
                 f"planner.which_frames={self.which_frames!r}; expected 'last' or 'all'"
             )
         self.cem.validate()
+        self.comparator.validate()
         return self
 
 
@@ -184,6 +185,7 @@ class CEMPlannerConfig:
         self.model.validate()
         self.train.validate()
         self.objective.validate()
+        self.loss.validate()
         self.planner.validate()
         resolve_name(self.env.name)  # an unknown environment name: the list of accepted ones
         try:

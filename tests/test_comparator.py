@@ -20,6 +20,7 @@ from worldmodel.comparator import (
     VideoEncoder,
     VideoEncoderConfig,
     build_comparator,
+    build_comparator_from_config,
     pairs_from_clips,
     train_video_encoder,
 )
@@ -247,8 +248,18 @@ def test_video_encoder_contrastive_training_and_round_trip(tmp_path):
 
 def test_comparator_config_validation():
     with pytest.raises(ValueError, match="unknown comparator kind"):
-        ComparatorConfig(kind="vgg")
+        ComparatorConfig(kind="vgg").validate()
     with pytest.raises(ValueError, match="needs comparator.path"):
-        ComparatorConfig(kind="video_encoder")
+        ComparatorConfig(kind="video_encoder").validate()
     with pytest.raises(ValueError, match="layers"):
-        ComparatorConfig(layers=[0, 6])
+        ComparatorConfig(layers=[0, 6]).validate()
+    with pytest.raises(ValueError, match="embed_dim must be >= 1"):
+        VideoEncoderConfig(embed_dim=0).validate()
+
+
+def test_comparator_builders_refuse_a_bad_config():
+    """Building a config checks nothing; the comparator built from it does."""
+    with pytest.raises(ValueError, match="input_size must be >= 32"):
+        build_comparator_from_config(ComparatorConfig(input_size=16))
+    with pytest.raises(ValueError, match="video encoder width"):
+        VideoEncoder(VideoEncoderConfig(width=0))

@@ -21,6 +21,7 @@ from worldmodel.pggan import (
     fade_in,
     resize_to,
 )
+from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer
 
 TINY = dict(width=8, max_width=16, hidden=16)
 
@@ -105,7 +106,22 @@ def test_progressive_schedule():
     assert s.total_steps == 38
     assert ProgressiveConfig(enabled=False).schedule(64).at(0) == (64, 1.0)
     with pytest.raises(ValueError, match="power of two"):
-        ProgressiveSchedule(16, 48, 1, 1)
+        ProgressiveSchedule(16, 48, 1, 1).validate()
+    # building a config checks nothing; the schedule built from it, and the trainer, do
+    with pytest.raises(ValueError, match="progressive.stabilize_steps=-1"):
+        ProgressiveConfig(stabilize_steps=-1).schedule(64)
+    with pytest.raises(ValueError, match="progressive.start_resolution=True"):  # not an int
+        ProgressiveConfig(enabled=True, start_resolution=True).schedule(64)
+    with pytest.raises(ValueError, match="power-of-two ratio"):
+        ProgressiveConfig(enabled=True, start_resolution=24).schedule(64)
+    with pytest.raises(ValueError, match="power of two"):
+        Trainer(
+            torch.nn.Linear(1, 1),
+            TrainConfig(),
+            ObjectiveConfig(),
+            "cpu",
+            progressive=ProgressiveSchedule(16, 48, 1, 1),
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -139,7 +155,21 @@ def test_discriminator_input_errors():
     with pytest.raises(ValueError, match="does not fit"):
         MultiScaleDiscriminator(DiscriminatorConfig(**TINY, scales=[1, 32]), 64)
     with pytest.raises(ValueError, match="scales"):
-        DiscriminatorConfig(scales=[])
+        DiscriminatorConfig(scales=[]).validate()
+    # building a config checks nothing; the discriminator built from it does
+    with pytest.raises(ValueError, match="discriminator.scales has duplicates"):
+        MultiScaleDiscriminator(DiscriminatorConfig(**TINY, scales=[1, 1]), 64)
+    with pytest.raises(ValueError, match="discriminator.width=True"):  # a bool is not an int
+        MultiScaleDiscriminator(DiscriminatorConfig(width=True), 64)
+
+
+def test_adversarial_trainer_refuses_a_bad_config():
+    with pytest.raises(ValueError, match="pause rule"):
+        AdversarialTrainer(AntiBlurConfig(adv_weight=0.05, adv_form="wgan-gp"), 64)
+    with pytest.raises(ValueError, match="discriminator.dropout"):
+        AdversarialTrainer(
+            AntiBlurConfig(adv_weight=0.05, discriminator=DiscriminatorConfig(dropout=1.0)), 64
+        )
 
 
 def test_progressive_discriminator_fades_in():

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from worldmodel.adversarial import AntiBlurConfig, AntiBlurObjective, context_windows
+from worldmodel.comparator import ComparatorConfig
+from worldmodel.discriminator import DiscriminatorConfig
 from worldmodel.losses import (
     discriminator_loss,
     feature_loss,
@@ -20,6 +22,7 @@ from worldmodel.losses import (
     multiscale,
     reconstruction_loss,
 )
+from worldmodel.pggan import ProgressiveConfig
 from worldmodel.svg import ModelOutput
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "loss"
@@ -200,13 +203,29 @@ def test_loss_presets_compose():
 
 def test_config_validation():
     with pytest.raises(ValueError, match="adv_form"):
-        AntiBlurConfig(adv_form="vanilla")
+        AntiBlurConfig(adv_form="vanilla").validate()
     with pytest.raises(ValueError, match="pause rule"):
-        AntiBlurConfig(adv_form="wgan-gp")
+        AntiBlurConfig(adv_form="wgan-gp").validate()
     with pytest.raises(ValueError, match="start_resolution"):
-        from worldmodel.pggan import ProgressiveConfig
+        AntiBlurConfig(progressive=ProgressiveConfig(enabled=True, start_resolution=8)).validate()
+    with pytest.raises(ValueError, match="judged_per_sequence=True"):  # a bool is not an int
+        AntiBlurConfig(judged_per_sequence=True).validate()
+    # the nested configs are checked through it
+    with pytest.raises(ValueError, match="discriminator.dropout"):
+        AntiBlurConfig(discriminator=DiscriminatorConfig(dropout=1.5)).validate()
+    with pytest.raises(ValueError, match="unknown comparator kind"):
+        AntiBlurConfig(comparator=ComparatorConfig(kind="vgg")).validate()
+    with pytest.raises(ValueError, match="progressive.fade_steps=-1"):
+        AntiBlurConfig(progressive=ProgressiveConfig(fade_steps=-1)).validate()
 
-        AntiBlurConfig(progressive=ProgressiveConfig(enabled=True, start_resolution=8))
+
+def test_antiblur_objective_refuses_a_bad_config():
+    """Building a config checks nothing; the objective that consumes it does."""
+    bad = AntiBlurConfig(gdl_weight=-1.0)
+    with pytest.raises(ValueError, match="anti-blur weights"):
+        AntiBlurObjective(bad, 8)
+    with pytest.raises(ValueError, match="unknown comparator kind"):
+        AntiBlurObjective(AntiBlurConfig(comparator=ComparatorConfig(kind="vgg")), 8)
 
 
 def model_output(obs: torch.Tensor, frames: torch.Tensor, n_past: int = 2) -> ModelOutput:

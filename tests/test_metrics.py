@@ -346,7 +346,12 @@ def test_per_step_metrics_mean_and_best_of_n():
     with pytest.raises(ValueError, match="unknown metrics"):
         per_step_metrics(pred, target, metrics=("lpips",))
     with pytest.raises(ValueError, match="aggregate"):
-        Protocol(aggregate="median")
+        Protocol(aggregate="median").validate()
+    # building a Protocol checks nothing; per_step_metrics and Protocol.replace do
+    with pytest.raises(ValueError, match="aggregate must be"):
+        per_step_metrics(pred, target, protocol=Protocol(aggregate="median"))
+    with pytest.raises(ValueError, match="samples_per_video must be >= 1"):
+        Protocol().replace(samples_per_video=0)
 
 
 def test_diversity_lower_is_more_diverse(natural_frames):

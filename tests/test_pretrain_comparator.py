@@ -107,6 +107,7 @@ def test_pretraining_uses_the_saved_encoder_as_its_feature_loss(episodes, tmp_pa
         (["out=x.pt"], "data is required"),
         (["batch_size=1"], "batch_size=1"),
         (["encoder.depth=7"], "not divisible by 2^encoder.depth"),
+        (["encoder.width=0"], "video encoder width, depth and embed_dim must be >= 1"),
     ],
 )
 def test_bad_configs_are_clear_errors(episodes, tmp_path, overrides, message):

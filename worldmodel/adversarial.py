@@ -157,7 +157,13 @@ class AntiBlurConfig:
     comparator: ComparatorConfig = field(default_factory=ComparatorConfig)
     progressive: ProgressiveConfig = field(default_factory=ProgressiveConfig)
 
-    def __post_init__(self) -> None:
+    def validate(self) -> AntiBlurConfig:
+        """Raise ValueError naming the first bad field (of this config, or of its
+        ``discriminator``, ``comparator`` and ``progressive`` configs, checked first); return
+        self. :class:`AntiBlurObjective` and :class:`AdversarialTrainer` call it."""
+        self.discriminator.validate()
+        self.comparator.validate()
+        self.progressive.validate()
         if min(self.gdl_weight, self.adv_weight, self.feature_weight) < 0:
             raise ValueError(
                 "anti-blur weights (gdl_weight, adv_weight, feature_weight) must be >= 0"
@@ -181,6 +187,7 @@ class AntiBlurConfig:
                 f"progressive.start_resolution ({self.progressive.start_resolution}) must be >= 4 x "
                 f"the largest discriminator scale ({max(self.discriminator.scales)})"
             )
+        return self
 
     def weights(self) -> dict[str, float]:
         """Weights of the terms returned by :meth:`AntiBlurObjective.terms`."""
@@ -235,7 +242,7 @@ class AdversarialTrainer:
         generator_grows: bool = False,
         conv_width: int = DEFAULT_CONV_WIDTH,
     ) -> None:
-        self.cfg = cfg
+        self.cfg = cfg.validate()
         self.form = cfg.adv_form
         self.generator_grows = generator_grows
         self.schedule = cfg.progressive.schedule(image_size)
@@ -611,7 +618,7 @@ class AntiBlurObjective:
         conv_width: int = DEFAULT_CONV_WIDTH,
         seed: int = 0,
     ) -> None:
-        self.cfg = cfg
+        self.cfg = cfg.validate()
         self.image_size = image_size
         self.adversarial: AdversarialTrainer | None = None
         if cfg.needs_discriminator:

@@ -75,7 +75,9 @@ class ComparatorConfig:
     input_size: int | None = None
     layers: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
 
-    def __post_init__(self) -> None:
+    def validate(self) -> ComparatorConfig:
+        """Raise ValueError naming the first bad field; return self
+        (:func:`build_comparator_from_config` calls it)."""
         if self.kind not in COMPARATOR_KINDS:
             raise ValueError(
                 f"unknown comparator kind {self.kind!r}; expected one of {COMPARATOR_KINDS}"
@@ -92,6 +94,7 @@ class ComparatorConfig:
             raise ValueError(
                 f"comparator.input_size must be >= 32 px or None, got {self.input_size}"
             )
+        return self
 
 
 class frozen:  # noqa: N801 - used like a function: `with frozen(module): ...`
@@ -332,9 +335,11 @@ class VideoEncoderConfig:
     embed_dim: int = 128
     leaky_slope: float = 0.2
 
-    def __post_init__(self) -> None:
+    def validate(self) -> VideoEncoderConfig:
+        """Raise ValueError on a non-positive size; return self (:class:`VideoEncoder` calls it)."""
         if self.width < 1 or self.depth < 1 or self.embed_dim < 1:
             raise ValueError("video encoder width, depth and embed_dim must be >= 1")
+        return self
 
 
 class VideoEncoder(Comparator):
@@ -349,7 +354,7 @@ class VideoEncoder(Comparator):
 
     def __init__(self, cfg: VideoEncoderConfig | None = None, channels: int = 3) -> None:
         super().__init__()
-        self.cfg = cfg or VideoEncoderConfig()
+        self.cfg = (cfg or VideoEncoderConfig()).validate()
         blocks, c_in = [], channels
         for i in range(self.cfg.depth):
             c_out = min(512, self.cfg.width * 2**i)
@@ -540,7 +545,8 @@ def build_comparator_from_config(
     discriminator: object | None = None,
     device: str | torch.device | None = None,
 ) -> Comparator:
-    """:func:`build_comparator` with the values of a :class:`ComparatorConfig`."""
+    """:func:`build_comparator` with the values of a :class:`ComparatorConfig` (checked first)."""
+    cfg.validate()
     return build_comparator(
         cfg.kind,
         cfg.path,

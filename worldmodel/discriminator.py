@@ -94,7 +94,9 @@ class DiscriminatorConfig:
     gp_weight: float = 10.0
     wgan_drift: float = 0.001
 
-    def __post_init__(self) -> None:
+    def validate(self) -> DiscriminatorConfig:
+        """Raise ValueError naming the first bad field; return self
+        (:class:`MultiScaleDiscriminator` calls it)."""
         if not self.scales or any(int(s) != s or s < 1 for s in self.scales):
             raise ValueError(
                 f"discriminator.scales must be a non-empty list of positive integer downsampling "
@@ -124,6 +126,7 @@ class DiscriminatorConfig:
             raise ValueError(f"discriminator.betas must be two numbers, got {self.betas}")
         if self.lr <= 0 or self.pause_threshold < 0 or self.gp_weight < 0 or self.wgan_drift < 0:
             raise ValueError("discriminator lr must be > 0 and pause/gp/drift weights >= 0")
+        return self
 
     def resolved(self, conv_width: int = DEFAULT_CONV_WIDTH) -> DiscriminatorConfig:
         """This config with the widths left at None derived from the generator's conv width
@@ -263,7 +266,7 @@ class MultiScaleDiscriminator(nn.Module):
         conv_width: int = DEFAULT_CONV_WIDTH,
     ) -> None:
         super().__init__()
-        cfg = cfg.resolved(conv_width)
+        cfg = cfg.validate().resolved(conv_width)
         assert cfg.width is not None and cfg.max_width is not None
         min_resolution = image_size if min_resolution is None else min_resolution
         for s in cfg.scales:

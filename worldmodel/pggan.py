@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wmcommon.checks import is_int
 from worldmodel.nets import PixelNorm, fade_in, resize_to  # re-exported: they moved to the model
 
 __all__ = [
@@ -160,7 +161,10 @@ class ProgressiveSchedule:
     stabilize_steps: int
     fade_steps: int
 
-    def __post_init__(self) -> None:
+    def validate(self) -> ProgressiveSchedule:
+        """Raise ValueError unless the resolutions are a power of two apart and the step counts
+        are >= 0; return self (:meth:`ProgressiveConfig.schedule` and the
+        :class:`~worldmodel.train.Trainer` call it)."""
         ratio = self.final_resolution / self.start_resolution
         if self.start_resolution < 1 or ratio < 1 or not float(ratio).is_integer():
             raise ValueError(
@@ -173,6 +177,7 @@ class ProgressiveSchedule:
             )
         if self.stabilize_steps < 0 or self.fade_steps < 0:
             raise ValueError("stabilize_steps and fade_steps must be >= 0")
+        return self
 
     @property
     def resolutions(self) -> list[int]:
@@ -221,7 +226,27 @@ class ProgressiveConfig:
     stabilize_steps: int = 10_000
     fade_steps: int = 10_000
 
+    def validate(self) -> ProgressiveConfig:
+        """Raise ValueError naming the first bad field; return self. The checks that need the frame
+        size (a power-of-two ratio up to it) are :meth:`ProgressiveSchedule.validate`'s."""
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"progressive.enabled={self.enabled!r}; expected true or false")
+        if self.enabled and not is_int(self.start_resolution, 1):
+            raise ValueError(
+                f"progressive.start_resolution={self.start_resolution!r}; expected an integer >= 1"
+            )
+        for name in ("stabilize_steps", "fade_steps"):
+            if not is_int(getattr(self, name), 0):
+                raise ValueError(
+                    f"progressive.{name}={getattr(self, name)!r}; expected an integer >= 0"
+                )
+        return self
+
     def schedule(self, final_resolution: int) -> ProgressiveSchedule:
-        """The schedule growing to ``final_resolution`` (a fixed one at it when disabled)."""
+        """The schedule growing to ``final_resolution`` (a fixed one at it when disabled), checked
+        (:meth:`validate`, :meth:`ProgressiveSchedule.validate`)."""
+        self.validate()
         start = self.start_resolution if self.enabled else final_resolution
-        return ProgressiveSchedule(start, final_resolution, self.stabilize_steps, self.fade_steps)
+        return ProgressiveSchedule(
+            start, final_resolution, self.stabilize_steps, self.fade_steps
+        ).validate()

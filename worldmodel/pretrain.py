@@ -103,6 +103,7 @@ class PretrainConfig:
         self.model.validate()
         self.train.validate()
         self.objective.validate()
+        self.loss.validate()
         return self
 
 

@@ -94,6 +94,7 @@ class ComparatorPretrainConfig:
             raise ValueError(f"lr={self.lr!r}, temperature={self.temperature!r}; expected > 0")
         if self.on_bad_file not in ("skip", "raise"):
             raise ValueError(f"on_bad_file={self.on_bad_file!r}; expected 'skip' or 'raise'")
+        self.encoder.validate()
         return self
 
 

@@ -252,6 +252,8 @@ class Trainer:
     ) -> None:
         self.train_cfg = train_cfg.validate()
         self.objective_cfg = objective_cfg.validate()
+        if progressive is not None:
+            progressive.validate()
         self.device = torch.device(device)
         self.objective = objective
         if objective is not None:

@@ -41,6 +41,11 @@ LOOP_CASES = [
     ("planner=fast", ["planner=fast", "goal, reward"]),
     ("loss=nope", ["loss=nope", "full, mse"]),
     ("mode=play", ["mode='play'", "('train', 'eval')"]),
+    # the nested anti-blur / discriminator / comparator / progressive configs are reached
+    ("loss.adv_form=foo", ["unknown adv_form 'foo'", "'bce', 'hinge'"]),
+    ("loss.discriminator.dropout=1.5", ["discriminator.dropout must be in [0, 1), got 1.5"]),
+    ("planner.comparator.kind=vgg", ["unknown comparator kind 'vgg'", "'alexnet_random'"]),
+    ("loss.progressive.fade_steps=-1", ["progressive.fade_steps=-1", "expected an integer >= 0"]),
     ("model.M=1,2", ["model.M=1,2", "--multirun"]),
     ("a=[", ["'a=['"]),
 ]
@@ -83,6 +88,10 @@ PRETRAIN_CASES = [
     ("model.rnn_units=0", ["model.rnn_units=0", ">= 1"]),
     ("on_bad_file=ignore", ["on_bad_file='ignore'", "'skip' or 'raise'"]),
     ("train.precision=fp8", ["train.precision='fp8'", "'auto', 'fp32' or 'bf16'"]),
+    ("loss.gdl_weight=-1", ["anti-blur weights", "must be >= 0"]),
+    ("loss.discriminator.scales=[]", ["discriminator.scales must be a non-empty list"]),
+    ("loss.comparator.kind=vgg", ["unknown comparator kind 'vgg'"]),
+    ("loss.progressive.stabilize_steps=-1", ["progressive.stabilize_steps=-1", ">= 0"]),
 ]
 
 

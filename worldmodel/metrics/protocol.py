@@ -51,14 +51,18 @@ class Protocol:
     details: dict[str, Any] = field(default_factory=dict)
     feature_net: str | None = None
 
-    def __post_init__(self) -> None:
+    def validate(self) -> Protocol:
+        """Raise ValueError on an unknown aggregate or ``samples_per_video < 1``; return self
+        (:func:`per_step_metrics` and :meth:`replace` call it)."""
         if self.aggregate not in ("mean", "best-of-N"):
             raise ValueError(f"aggregate must be 'mean' or 'best-of-N', got {self.aggregate!r}")
         if self.samples_per_video < 1:
             raise ValueError(f"samples_per_video must be >= 1, got {self.samples_per_video}")
+        return self
 
     def replace(self, **changes: Any) -> Protocol:
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes``, checked (:meth:`validate`)."""
+        return dataclasses.replace(self, **changes).validate()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -167,7 +171,7 @@ def per_step_metrics(
     unknown = [m for m in metrics if m not in _METRICS]
     if unknown:
         raise ValueError(f"unknown metrics {unknown}; choose from {_METRICS}")
-    protocol = protocol or Protocol()
+    protocol = (protocol or Protocol()).validate()
     for fld, value in (("predicted_frames", t), ("samples_per_video", s), ("num_videos", b)):
         given = getattr(protocol, fld)
         default = 1 if fld == "samples_per_video" else None
