@@ -31,7 +31,7 @@ from agents.objectives import goal_image_objective, latent_reward_objective
 from envs.episodes import EpisodeRecorder
 from episode_format import Episode
 from worldmodel.device import autocast_dtype
-from worldmodel.svg import ModelState, WorldModel
+from worldmodel.model.svg import ModelState, WorldModel
 
 __all__ = [
     "FlatFeatures",
@@ -141,7 +141,7 @@ class MPCAgent:
         self.cem = CEM(cfg.cem, low, -low, generator=self.cem_generator)
         self.comparator = comparator
         if cfg.objective == "goal" and cfg.distance == "feature" and comparator is None:
-            from worldmodel.comparator import build_comparator_from_config
+            from worldmodel.antiblur.comparator import build_comparator_from_config
 
             self.comparator = FlatFeatures(build_comparator_from_config(cfg.comparator)).to(
                 self.device

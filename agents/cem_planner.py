@@ -41,8 +41,8 @@ from agents.config import CEMPlannerConfig
 from agents.loop import run
 from agents.references import REFERENCE_ENV_STEPS, references_for
 from wmcommon.cli import exit_on, preflight, to_dataclass
-from worldmodel.checkpoint import CheckpointError
-from worldmodel.train import TrainingDiverged
+from worldmodel.training.checkpoint import CheckpointError
+from worldmodel.training.train import TrainingDiverged
 
 __all__ = ["main", "with_profile", "format_summary"]
 

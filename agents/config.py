@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from agents.cem import CEMConfig
 from envs.config import EnvConfig
 from envs.registry import resolve_name
-from worldmodel.adversarial import AntiBlurConfig
-from worldmodel.comparator import ComparatorConfig
-from worldmodel.nets import num_levels
-from worldmodel.svg import ModelConfig
-from worldmodel.train import ObjectiveConfig, TrainConfig
+from worldmodel.antiblur.adversarial import AntiBlurConfig
+from worldmodel.antiblur.comparator import ComparatorConfig
+from worldmodel.model.nets import num_levels
+from worldmodel.model.svg import ModelConfig
+from worldmodel.training.train import ObjectiveConfig, TrainConfig
 
 __all__ = ["PlannerConfig", "CEMPlannerConfig", "MODES", "OBJECTIVES"]
 

@@ -87,13 +87,13 @@ from agents.loop_state import (
 )
 from envs.registry import make_env_from_config
 from episode_format import Episode, episode_index, episode_paths, next_episode_index
-from worldmodel.checkpoint import load_checkpoint, write_text_atomic
 from worldmodel.data import ReplayBuffer, SequenceSampler, load_episode
 from worldmodel.device import resolve_device, seed_everything
-from worldmodel.run_dir import RunDirectory
-from worldmodel.svg import WorldModel
-from worldmodel.train import Trainer, model_from_checkpoint
-from worldmodel.training_setup import build_trainer, resolve_model_config
+from worldmodel.model.svg import WorldModel
+from worldmodel.training.checkpoint import load_checkpoint, model_from_checkpoint, write_text_atomic
+from worldmodel.training.run_dir import RunDirectory
+from worldmodel.training.train import Trainer
+from worldmodel.training.training_setup import build_trainer, resolve_model_config
 
 __all__ = [
     "EPISODES",

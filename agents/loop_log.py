@@ -19,9 +19,9 @@ from agents.config import CEMPlannerConfig
 from agents.loop_state import LoopState, eta_seconds, final_episodes, format_duration
 from episode_format import Episode
 from worldmodel.evaluation.reward import reward_accuracy
-from worldmodel.run_dir import add_video
-from worldmodel.svg import WorldModel
-from worldmodel.train import predict
+from worldmodel.model.svg import WorldModel
+from worldmodel.training.run_dir import add_video
+from worldmodel.training.train import predict
 from worldmodel.viz import prediction_strip
 
 __all__ = ["LoopLogger"]

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.config import CEMPlannerConfig
-from worldmodel.checkpoint import write_text_atomic
+from worldmodel.training.checkpoint import write_text_atomic
 
 __all__ = [
     "EVALUATIONS_CSV",

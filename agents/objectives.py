@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from agents.cem import Objective
 from wmcommon.checks import is_int
-from worldmodel.rollout import PreparedState, latent_rollout
+from worldmodel.model.rollout import PreparedState, latent_rollout
 
 __all__ = ["latent_reward_objective", "goal_image_objective", "ImaginingModel"]
 
@@ -44,7 +44,7 @@ _PRECISIONS = {None: None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.f
 
 
 class ImaginingModel(Protocol):
-    """What an objective needs of a world model (``worldmodel.svg.WorldModel`` fits)."""
+    """What an objective needs of a world model (``worldmodel.model.svg.WorldModel`` fits)."""
 
     def imagine(
         self,
@@ -92,9 +92,10 @@ def latent_reward_objective(
     """PlaNet's objective: the expected sum of predicted rewards over the horizon.
 
     ``return[n] = mean_s sum_t discount**t * reward[n, s, t]``, rolled out with ``decode=False`` (no
-    decoder, no encoder). A :class:`worldmodel.svg.WorldModel` (``imagine`` not overridden) is
-    rolled out by :class:`worldmodel.rollout.LatentRollout`: the same function as its ``imagine``
-    (to float rounding, tested), with fused weights and the state projected once per objective.
+    decoder, no encoder). A :class:`worldmodel.model.svg.WorldModel` (``imagine`` not overridden) is
+    rolled out by :class:`worldmodel.model.rollout.LatentRollout`: the same function as its
+    ``imagine`` (to float rounding, tested), with fused weights and the state projected once per
+    objective.
 
     Args:
         model: world model with ``imagine`` (see the module docstring).
@@ -111,8 +112,8 @@ def latent_reward_objective(
     if not 0 < discount <= 1:
         raise ValueError(f"discount must be in (0, 1], got {discount!r}")
 
-    # a plain worldmodel.svg.WorldModel takes the fused rollout (the same function, less work:
-    # worldmodel/rollout.py); the observed state is projected once, for every call of the plan
+    # a plain worldmodel.model.svg.WorldModel takes the fused rollout (the same function, less work:
+    # worldmodel/model/rollout.py); the observed state is projected once, for every call of the plan
     fast = latent_rollout(model)
     prepared: list[PreparedState] = []
 
@@ -160,8 +161,8 @@ def goal_image_objective(
     * ``distance="l2"``: the mean squared pixel difference over ``(3, h, w)`` (frames in [0, 1]);
     * ``distance="feature"``: the mean squared difference of ``comparator`` features, summed over
       the comparator's layers when it returns a list of feature maps (each layer weighs the same
-      whatever its size), e.g. a DeePSiM comparator from ``worldmodel.comparator`` (put it in eval
-      mode yourself; its parameters are not touched).
+      whatever its size), e.g. a DeePSiM comparator from ``worldmodel.antiblur.comparator`` (put it
+      in eval mode yourself; its parameters are not touched).
 
     Args:
         model: world model with ``imagine``; frames are decoded (``decode=True``).

@@ -46,7 +46,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from bench.common import add_common_args, apply_threads, machine_line  # noqa: E402
 from bench.compare_losses import ensure_episodes  # noqa: E402
-from worldmodel.comparator import build_comparator  # noqa: E402
+from worldmodel.antiblur.comparator import build_comparator  # noqa: E402
 from worldmodel.data import load_episode  # noqa: E402
 
 
@@ -139,7 +139,7 @@ def main() -> None:
             f"{summary['final_loss']:.3f} (untrained {summary['untrained_loss']:.3f})"
         )
 
-    from worldmodel.adversarial import AdversarialTrainer, AntiBlurConfig
+    from worldmodel.antiblur.adversarial import AdversarialTrainer, AntiBlurConfig
 
     torch.manual_seed(0)
     adversarial = AdversarialTrainer(AntiBlurConfig(adv_weight=0.05), image_size=64)

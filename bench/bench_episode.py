@@ -19,7 +19,7 @@ changes) and the wall clock of each planned training episode is split into:
 
 Then, from the final state of the run, it plans ``--plan-actions`` actions with the job's agent
 twice, through the fused rollout and through ``WorldModel.imagine`` (the planner before
-``worldmodel/rollout.py``), alternating, and prints ms per action of both. Torch runs with its
+``worldmodel/model/rollout.py``), alternating, and prints ms per action of both. Torch runs with its
 default thread count (the job's; ``--threads N`` to change it); times are wall clock and, per
 part, process CPU time (all threads).
 

@@ -14,7 +14,7 @@ What is timed (a whole ``CEM.plan`` per action, the same ``agents.cem.CEM`` for 
   ``cross_entropy_method``.
 * **this package's latent-reward planner** (``agents.objectives.latent_reward_objective``) with the
   default model (M = K = 1, 64 px, A = 6 as cheetah), which rolls out with the fused
-  ``worldmodel.rollout.LatentRollout``, and the same objective through ``WorldModel.imagine``
+  ``worldmodel.model.rollout.LatentRollout``, and the same objective through ``WorldModel.imagine``
   (the planner before the fused rollout, "imagine" rows).
 * the same two at the **cpu profile**'s sizes (``configs/planner/cem/reward_cpu.yaml``, model
   M = K = 0.5), the fused one also with ``kind=icem`` (``planner.cem.kind=icem``: its shrinking
@@ -67,7 +67,7 @@ from bench.common import (  # noqa: E402
     peaks,
     precisions,
 )
-from worldmodel.svg import ModelConfig, WorldModel  # noqa: E402
+from worldmodel.model.svg import ModelConfig, WorldModel  # noqa: E402
 
 A = 6  # cheetah-run's action size
 PLANET_CEM = dict(population=1000, elites=100, iterations=10, horizon=12)
@@ -135,7 +135,7 @@ class PlaNetRSSM(nn.Module):
 
 class ImagineOnly:
     """Hides the fused rollout: the objective then calls ``model.imagine`` (the planner before
-    ``worldmodel/rollout.py``)."""
+    ``worldmodel/model/rollout.py``)."""
 
     def __init__(self, model: WorldModel) -> None:
         self.model = model

@@ -14,9 +14,9 @@ Prints, for a model preset (default ``configs/model/tiny.yaml``) at 64x64, batch
   every decoder scale).
 
 Configs are composed from ``configs/pretrain.yaml`` as ``python -m worldmodel.pretrain`` would, the
-model is built with :func:`worldmodel.training_setup.resolve_model_config`. Steps of the variants
-are interleaved (one step of each per round) so that load from other jobs on a shared machine hits
-them alike; the minimum and the median over rounds are printed. Nothing is asserted.
+model is built with :func:`worldmodel.training.training_setup.resolve_model_config`. Steps of the
+variants are interleaved (one step of each per round) so that load from other jobs on a shared
+machine hits them alike; the minimum and the median over rounds are printed. Nothing is asserted.
 
 Run: ``.venv/bin/python bench/bench_progressive.py [--quick | --smoke] [--rounds 10] [--threads 1]
 [--model tiny]``. Prints the machine line first. ``--quick``: 3 rounds (the same table);
@@ -41,9 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import add_common_args, machine_line  # noqa: E402
 from worldmodel import pretrain  # noqa: E402
 from worldmodel.data import Batch  # noqa: E402
-from worldmodel.svg import WorldModel  # noqa: E402
-from worldmodel.train import Trainer  # noqa: E402
-from worldmodel.training_setup import build_trainer, resolve_model_config  # noqa: E402
+from worldmodel.model.svg import WorldModel  # noqa: E402
+from worldmodel.training.train import Trainer  # noqa: E402
+from worldmodel.training.training_setup import build_trainer, resolve_model_config  # noqa: E402
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 SIZE, A = 64, 2

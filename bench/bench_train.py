@@ -64,8 +64,8 @@ from bench.common import (  # noqa: E402
 )
 from worldmodel.data import Batch  # noqa: E402
 from worldmodel.device import autocast  # noqa: E402
-from worldmodel.svg import ModelConfig, WorldModel  # noqa: E402
-from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer  # noqa: E402
+from worldmodel.model.svg import ModelConfig, WorldModel  # noqa: E402
+from worldmodel.training.train import ObjectiveConfig, TrainConfig, Trainer  # noqa: E402
 
 B, L, SIZE, A = 16, 12, 64, 6
 # --smoke: the SVG-size comparison at toy widths (the original loop and ours, same sizes)
@@ -250,7 +250,7 @@ def compose_trainer(overrides: list[str], size: int, steps_done: str | None) -> 
     from omegaconf import OmegaConf
 
     from worldmodel import pretrain
-    from worldmodel.training_setup import build_trainer, resolve_model_config
+    from worldmodel.training.training_setup import build_trainer, resolve_model_config
 
     pretrain.register_configs()
     GlobalHydra.instance().clear()

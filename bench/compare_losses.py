@@ -54,9 +54,10 @@ from omegaconf import OmegaConf  # noqa: E402
 from worldmodel import pretrain  # noqa: E402
 from worldmodel.data import EpisodeDataset, SequenceSampler, load_episode  # noqa: E402
 from worldmodel.metrics import per_step_metrics, sharpness, sharpness_difference  # noqa: E402
-from worldmodel.svg import WorldModel  # noqa: E402
-from worldmodel.train import model_from_checkpoint, predict  # noqa: E402
-from worldmodel.training_setup import build_trainer, resolve_model_config  # noqa: E402
+from worldmodel.model.svg import WorldModel  # noqa: E402
+from worldmodel.training.checkpoint import model_from_checkpoint  # noqa: E402
+from worldmodel.training.train import predict  # noqa: E402
+from worldmodel.training.training_setup import build_trainer, resolve_model_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = str(ROOT / "configs")

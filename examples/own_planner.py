@@ -17,7 +17,7 @@ import torch
 
 from agents.cem import CEM, CEMConfig
 from envs import make_env
-from worldmodel.checkpoint import model_from_checkpoint
+from worldmodel.training.checkpoint import model_from_checkpoint
 
 
 def reward_minus_effort(model, state, penalty: float = 0.1):

@@ -56,13 +56,14 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def model_config() -> Callable[..., object]:
-    """``model_config(preset="toy", **overrides)``: a validated ``worldmodel.svg.ModelConfig``.
+    """``model_config(preset="toy", **overrides)``: a validated
+    ``worldmodel.model.svg.ModelConfig``.
 
     ``"toy"`` is :data:`TOY_MODEL`; any other name is a preset of ``configs/model/`` read from its
     YAML, e.g. ``"tiny"`` (``model=tiny`` of the entry points, ~0.1M parameters at 64 px) for tests
     that train a model and look at what it learned.
     """
-    from worldmodel.svg import ModelConfig
+    from worldmodel.model.svg import ModelConfig
 
     def make(preset: str = "toy", **overrides: object) -> ModelConfig:
         if preset == "toy":

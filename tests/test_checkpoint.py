@@ -1,4 +1,5 @@
-"""Checkpoints (worldmodel/checkpoint.py) and device / precision / seeding helpers (worldmodel/device.py)."""
+"""Checkpoints (worldmodel/training/checkpoint.py) and device / precision / seeding helpers
+(worldmodel/device.py)."""
 
 from __future__ import annotations
 
@@ -15,19 +16,19 @@ import pytest
 import torch
 
 import worldmodel.device as device_mod
-from worldmodel.checkpoint import (
-    CheckpointError,
-    check_config_compatible,
-    cleanup_stale_tmp,
-    load_checkpoint,
-    save_checkpoint,
-)
 from worldmodel.device import (
     autocast,
     autocast_dtype,
     cpu_has_native_bf16,
     resolve_device,
     seed_everything,
+)
+from worldmodel.training.checkpoint import (
+    CheckpointError,
+    check_config_compatible,
+    cleanup_stale_tmp,
+    load_checkpoint,
+    save_checkpoint,
 )
 
 
@@ -387,16 +388,14 @@ def test_seed_everything_makes_every_rng_reproducible():
 
 
 def test_loading_a_model_for_planning_does_not_import_the_trainer(tmp_path, model_config):
-    """examples/own_planner.py (a checkpoint loaded and planned with) runs without
-    ``worldmodel.train``; the old import path ``worldmodel.train.model_from_checkpoint`` still works."""
+    """examples/own_planner.py (a checkpoint loaded and planned with) runs without importing
+    ``worldmodel.training.train`` (nor the anti-blur code)."""
     import subprocess
     import sys
 
-    from worldmodel import checkpoint, train
-    from worldmodel.svg import WorldModel
+    from worldmodel.model.svg import WorldModel
+    from worldmodel.training import train
 
-    assert train.model_from_checkpoint is checkpoint.model_from_checkpoint
-    assert train.CHECKPOINT_FORMAT == checkpoint.CHECKPOINT_FORMAT
     model = WorldModel(model_config(), 32, 2)
     ckpt = train.Trainer(model, train.TrainConfig(), train.ObjectiveConfig(), "cpu").save(
         tmp_path / "tiny.pt"
@@ -406,7 +405,8 @@ def test_loading_a_model_for_planning_does_not_import_the_trainer(tmp_path, mode
         "import runpy, sys\n"
         f"main = runpy.run_path({str(example)!r}, run_name='own_planner')['main']\n"
         f"main([{str(ckpt)!r}, '--env', 'stub', '--frames', '2'])\n"
-        "print(sorted(m for m in sys.modules if m == 'worldmodel.train'))\n"
+        "trainer = ('worldmodel.training.train', 'worldmodel.antiblur')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(trainer)))\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from worldmodel.adversarial import (
+from worldmodel.antiblur.adversarial import (
     AntiBlurConfig,
     AntiBlurObjective,
     conditional_pairs,
 )
-from worldmodel.comparator import (
+from worldmodel.antiblur.comparator import (
     AlexNetFeatures,
     ComparatorConfig,
     DiscriminatorComparator,
@@ -24,8 +24,8 @@ from worldmodel.comparator import (
     pairs_from_clips,
     train_video_encoder,
 )
-from worldmodel.discriminator import DiscriminatorConfig, MultiScaleDiscriminator
-from worldmodel.losses import gdl, info_nce
+from worldmodel.antiblur.discriminator import DiscriminatorConfig, MultiScaleDiscriminator
+from worldmodel.training.losses import gdl, info_nce
 
 # torchvision.models.alexnet().features: conv layers at indices 0, 3, 6, 8, 10
 TORCHVISION_FEATURE_KEYS = [

@@ -8,20 +8,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from worldmodel.adversarial import AdversarialTrainer, AntiBlurConfig
-from worldmodel.discriminator import DiscriminatorConfig, MultiScaleDiscriminator
-from worldmodel.pggan import (
+from worldmodel.antiblur.adversarial import AdversarialTrainer, AntiBlurConfig
+from worldmodel.antiblur.discriminator import DiscriminatorConfig, MultiScaleDiscriminator
+from worldmodel.antiblur.pggan import (
     EqualizedConv2d,
     EqualizedLinear,
     MinibatchStdDev,
-    PixelNorm,
     ProgressiveConfig,
     ProgressiveSchedule,
     blend_resolution,
-    fade_in,
-    resize_to,
 )
-from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer
+from worldmodel.model.layers import PixelNorm, fade_in, resize_to
+from worldmodel.training.train import ObjectiveConfig, TrainConfig, Trainer
 
 TINY = dict(width=8, max_width=16, hidden=16)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worldmodel.svg import WorldModel
-from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer
+from worldmodel.model.svg import WorldModel
+from worldmodel.training.train import ObjectiveConfig, TrainConfig, Trainer
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "own_planner.py"
 

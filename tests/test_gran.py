@@ -13,11 +13,11 @@ from tests.test_pretrain import TINY as PRETRAIN_TINY
 from tests.test_pretrain import _cfg, _stub_episodes
 from tests.test_train import square_batch
 from worldmodel import pretrain
-from worldmodel.checkpoint import load_checkpoint, save_checkpoint
-from worldmodel.gran import GranDecoder, draw
-from worldmodel.nets import Decoder, Encoder
-from worldmodel.svg import ModelConfig, WorldModel
-from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer, model_from_checkpoint
+from worldmodel.model.gran import GranDecoder, draw
+from worldmodel.model.nets import Decoder, Encoder
+from worldmodel.model.svg import ModelConfig, WorldModel
+from worldmodel.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from worldmodel.training.train import ObjectiveConfig, TrainConfig, Trainer
 
 TINY = dict(rnn_units=16, nf=4, g_dim=8, z_dim=3, reward_hidden=8)
 

@@ -22,8 +22,8 @@ from agents.goals import goal_image, reacher_joint_angles
 from agents.loop_state import eta_seconds, final_episodes
 from envs import make_env
 from envs.stub import StubPixelEnv
-from worldmodel.checkpoint import load_checkpoint
 from worldmodel.data import load_episode
+from worldmodel.training.checkpoint import load_checkpoint
 
 # A tiny run: 32 px stub episodes of 10 steps, a tiny model, a small CEM search.
 TINY = [
@@ -225,7 +225,7 @@ def test_goal_planner_in_the_loop_gets_the_goal_image_of_every_planned_episode(
 def test_goal_planner_with_comparator_features(model_config):
     """planner.distance=feature: the DeePSiM comparator's features (random AlexNet) as distance."""
     from agents.config import PlannerConfig
-    from worldmodel.svg import WorldModel
+    from worldmodel.model.svg import WorldModel
 
     model = WorldModel(model_config(), 64, 2)
     cfg = PlannerConfig(objective="goal", distance="feature")
@@ -325,7 +325,7 @@ def test_mpc_agent_with_the_true_model_reaches_the_goal(model_config):
     """The MPC mechanics (reset / act / observe, warm start) with the stub's exact dynamics as the
     objective: the agent must reach the goal and stay there."""
     from agents.config import PlannerConfig
-    from worldmodel.svg import WorldModel
+    from worldmodel.model.svg import WorldModel
 
     env = StubPixelEnv(size=32)
     model = WorldModel(model_config(), 32, 2)
@@ -437,7 +437,7 @@ def test_goal_planning_with_the_learned_model_moves_toward_the_goal(learned):
     the untrained model the goal planner ends at 0.60.
     """
     from agents.config import PlannerConfig
-    from worldmodel.train import model_from_checkpoint
+    from worldmodel.training.checkpoint import model_from_checkpoint
 
     planner = PlannerConfig(objective="goal", distance="l2", which_frames="all")
     planner.cem.population, planner.cem.elites = 100, 10
@@ -479,7 +479,7 @@ def test_planning_precision_auto_follows_native_bf16(
 ):
     from agents.config import PlannerConfig
     from worldmodel import device as device_module
-    from worldmodel.svg import WorldModel
+    from worldmodel.model.svg import WorldModel
 
     monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: native)
     model = WorldModel(model_config(), 32, 2)
@@ -651,7 +651,7 @@ def test_logging_a_video_keeps_sigterm_deadly():
     code = (
         "import torch, tempfile\n"
         "from torch.utils.tensorboard import SummaryWriter\n"
-        "from worldmodel.run_dir import add_video\n"
+        "from worldmodel.training.run_dir import add_video\n"
         "w = SummaryWriter(tempfile.mkdtemp())\n"
         "add_video(w, 'v', torch.zeros(1, 3, 3, 8, 8, dtype=torch.uint8), 0, fps=4)\n"
         "line = [x for x in open('/proc/self/status') if x.startswith('SigCgt')][0]\n"

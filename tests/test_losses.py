@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from worldmodel.adversarial import AntiBlurConfig, AntiBlurObjective, context_windows
-from worldmodel.comparator import ComparatorConfig
-from worldmodel.discriminator import DiscriminatorConfig
-from worldmodel.losses import (
+from worldmodel.antiblur.adversarial import AntiBlurConfig, AntiBlurObjective, context_windows
+from worldmodel.antiblur.comparator import ComparatorConfig
+from worldmodel.antiblur.discriminator import DiscriminatorConfig
+from worldmodel.antiblur.pggan import ProgressiveConfig
+from worldmodel.model.svg import ModelOutput
+from worldmodel.training.losses import (
     discriminator_loss,
     feature_loss,
     gdl,
@@ -22,8 +24,6 @@ from worldmodel.losses import (
     multiscale,
     reconstruction_loss,
 )
-from worldmodel.pggan import ProgressiveConfig
-from worldmodel.svg import ModelOutput
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "loss"
 

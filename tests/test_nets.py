@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from worldmodel.nets import Decoder, Encoder, count_params, level_widths, num_levels
+from worldmodel.model.nets import Decoder, Encoder, count_params, level_widths, num_levels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -206,7 +206,7 @@ def test_goal_feature_distance_and_chunking():
 
 
 class TwoLayers(nn.Module):
-    """A comparator returning a list of feature maps, like ``worldmodel.comparator``'s."""
+    """A comparator returning a list of feature maps, like ``worldmodel.antiblur.comparator``'s."""
 
     def forward(self, x: Tensor) -> list[Tensor]:
         return [x[:, :1, :2, :2], 3 * nn.functional.avg_pool2d(x, 2)]
@@ -222,7 +222,7 @@ def test_goal_feature_distance_sums_the_layer_means():
 
 
 def test_goal_feature_distance_with_the_project_comparator():
-    comparator_mod = pytest.importorskip("worldmodel.comparator")
+    comparator_mod = pytest.importorskip("worldmodel.antiblur.comparator")
     comp = comparator_mod.AlexNetFeatures().eval()
     goal = torch.full((3, 64, 64), 0.5)
 
@@ -293,7 +293,7 @@ def test_model_without_reward_head_is_reported():
 
 # ---------------------------------------------------------------------------------- real model
 def test_objectives_run_on_the_project_world_model(model_config):
-    svg = pytest.importorskip("worldmodel.svg")
+    svg = pytest.importorskip("worldmodel.model.svg")
     torch.manual_seed(0)
     model = svg.WorldModel(model_config(), image_size=64, action_dim=A).eval()
     obs = torch.randint(0, 256, (1, 2, 3, 64, 64), dtype=torch.uint8)

@@ -23,6 +23,21 @@ def test_worldmodel_does_not_import_frameworks():
     assert "torch" in mods
 
 
+def test_model_does_not_import_training_or_antiblur():
+    """``worldmodel.model`` stands alone: the trainer and the GAN code build on it, not the reverse
+    (``worldmodel.training.losses`` comes with ``import worldmodel``, as ``worldmodel.losses``)."""
+    code = (
+        "import sys, worldmodel.model.svg, worldmodel.model.rollout; "
+        "print(','.join(sorted(m for m in sys.modules if m.startswith('worldmodel.'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    mods = set(out.stdout.strip().split(","))
+    assert {m for m in mods if not m.startswith("worldmodel.model")} == {
+        "worldmodel.training",
+        "worldmodel.training.losses",
+    }
+
+
 def test_envs_does_not_import_worldmodel_or_agents():
     mods = _imported_after("envs")
     assert "worldmodel" not in mods and "agents" not in mods

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from envs import make_env
 from envs.episodes import save_episode
 from worldmodel import pretrain
-from worldmodel.checkpoint import CheckpointError, load_checkpoint
+from worldmodel.training.checkpoint import CheckpointError, load_checkpoint
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ import torch
 
 from tests.test_pretrain import TINY, _cfg, _stub_episodes
 from worldmodel import pretrain, pretrain_comparator
-from worldmodel.comparator import VideoEncoder, build_comparator
+from worldmodel.antiblur.comparator import VideoEncoder, build_comparator
 
 ROOT = Path(__file__).resolve().parents[1]
 

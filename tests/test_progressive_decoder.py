@@ -22,16 +22,17 @@ from agents import (
 from tests.test_pretrain import TINY as PRETRAIN_TINY
 from tests.test_pretrain import _cfg, _stub_episodes
 from worldmodel import pretrain
-from worldmodel.adversarial import AdversarialTrainer, AntiBlurConfig
-from worldmodel.checkpoint import load_checkpoint, save_checkpoint
+from worldmodel.antiblur.adversarial import AdversarialTrainer, AntiBlurConfig
+from worldmodel.antiblur.discriminator import DiscriminatorConfig
+from worldmodel.antiblur.pggan import ProgressiveConfig
 from worldmodel.data import Batch
-from worldmodel.decoders import MultiScaleDecoder, ProgressiveDecoder
-from worldmodel.discriminator import DiscriminatorConfig
-from worldmodel.nets import Decoder, Encoder, PixelNorm
-from worldmodel.pggan import ProgressiveConfig
-from worldmodel.svg import WorldModel
-from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer, model_from_checkpoint
-from worldmodel.training_setup import build_trainer, resolve_model_config
+from worldmodel.model.decoders import MultiScaleDecoder, ProgressiveDecoder
+from worldmodel.model.layers import PixelNorm
+from worldmodel.model.nets import Decoder, Encoder
+from worldmodel.model.svg import WorldModel
+from worldmodel.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from worldmodel.training.train import ObjectiveConfig, TrainConfig, Trainer
+from worldmodel.training.training_setup import build_trainer, resolve_model_config
 
 TINY_D = dict(width=8, max_width=16, hidden=16, scales=[1, 2])
 # agents.loop: 32 px stub episodes of 10 steps, a tiny model and CEM search (as in test_loop.py)
@@ -519,7 +520,7 @@ def _multiscale_trainer(model_config) -> Trainer:
 
 
 def test_multiscale_losses_act_at_every_scale(model_config):
-    from worldmodel.losses import gdl
+    from worldmodel.training.losses import gdl
 
     trainer = _multiscale_trainer(model_config)
     obs, action, reward = _batch()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from worldmodel.svg import WorldModel
-from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer
+from worldmodel.model.svg import WorldModel
+from worldmodel.training.train import ObjectiveConfig, TrainConfig, Trainer
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 MARKER = "<!-- example: own-planner -->"

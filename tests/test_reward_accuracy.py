@@ -10,7 +10,7 @@ import torch
 
 from episode_format import Episode
 from worldmodel.evaluation.reward import reward_accuracy
-from worldmodel.svg import WorldModel
+from worldmodel.model.svg import WorldModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,4 +1,5 @@
-"""The fused planning rollout (worldmodel/rollout.py) computes what WorldModel.imagine computes."""
+"""The fused planning rollout (worldmodel/model/rollout.py) computes what WorldModel.imagine
+computes."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import pytest
 import torch
 
 from agents.objectives import latent_reward_objective
-from worldmodel.rollout import LatentRollout, latent_rollout, supports
-from worldmodel.svg import WorldModel
+from worldmodel.model.rollout import LatentRollout, latent_rollout, supports
+from worldmodel.model.svg import WorldModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from worldmodel.svg import ModelConfig, ModelState, WorldModel
+from worldmodel.model.svg import ModelConfig, ModelState, WorldModel
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model"
 

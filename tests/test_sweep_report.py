@@ -18,8 +18,8 @@ import yaml
 from worldmodel import sweep_report as sr
 from worldmodel.data import EpisodeDataset, SequenceSampler
 from worldmodel.evaluation import COPY_LAST, EvaluateConfig, predictions
-from worldmodel.svg import ModelConfig, WorldModel
-from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer
+from worldmodel.model.svg import ModelConfig, WorldModel
+from worldmodel.training.train import ObjectiveConfig, TrainConfig, Trainer
 
 STEPS = 14  # 15-frame episodes
 
@@ -232,7 +232,7 @@ def test_command_line(sweep, tmp_path, capsys):
 
 def test_report_modules_stay_free_of_hydra():
     code = (
-        "import sys, worldmodel.evaluation, worldmodel.report, worldmodel.sweep_report; "
+        "import sys, worldmodel.evaluation, worldmodel.sweep_report; "
         "print(','.join(m for m in ('hydra', 'omegaconf', 'gymnasium') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -10,17 +10,16 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-import worldmodel.train as train_mod
-from worldmodel.checkpoint import CheckpointError
+import worldmodel.training.train as train_mod
 from worldmodel.data import Batch
-from worldmodel.svg import WorldModel
-from worldmodel.train import (
+from worldmodel.model.svg import WorldModel
+from worldmodel.training.checkpoint import CheckpointError, model_from_checkpoint
+from worldmodel.training.train import (
     ObjectiveConfig,
     TrainConfig,
     Trainer,
     TrainingDiverged,
     kl_per_step,
-    model_from_checkpoint,
     objective_terms,
     predict,
 )

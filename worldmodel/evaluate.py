@@ -28,8 +28,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from wmcommon.cli import exit_on, preflight, to_dataclass
-from worldmodel.checkpoint import CheckpointError
 from worldmodel.evaluation import EvaluateConfig, console_summary, evaluate
+from worldmodel.training.checkpoint import CheckpointError
 
 __all__ = ["EvaluateConfig", "register_configs", "run", "main"]
 

@@ -27,14 +27,20 @@ from typing import Any
 
 import torch
 
-from worldmodel.adversarial import AntiBlurConfig
+from worldmodel.antiblur.adversarial import AntiBlurConfig
 from worldmodel.data import EpisodeDataset, SequenceSampler
 from worldmodel.device import resolve_device
-from worldmodel.distributed import DistInfo, broadcast_object, init_from_env, shutdown
-from worldmodel.run_dir import RunDirectory, add_video
-from worldmodel.svg import ModelConfig, WorldModel
-from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer, TrainingDiverged, predict
-from worldmodel.training_setup import build_trainer, resolve_model_config
+from worldmodel.model.svg import ModelConfig, WorldModel
+from worldmodel.training.distributed import DistInfo, broadcast_object, init_from_env, shutdown
+from worldmodel.training.run_dir import RunDirectory, add_video
+from worldmodel.training.train import (
+    ObjectiveConfig,
+    TrainConfig,
+    Trainer,
+    TrainingDiverged,
+    predict,
+)
+from worldmodel.training.training_setup import build_trainer, resolve_model_config
 from worldmodel.viz import prediction_strip
 
 log = logging.getLogger("worldmodel.pretrain")
@@ -294,7 +300,7 @@ def main() -> None:  # pragma: no cover - thin hydra wrapper, tested through run
     from omegaconf.errors import MissingMandatoryValue
 
     from wmcommon.cli import exit_on, preflight, to_dataclass
-    from worldmodel.checkpoint import CheckpointError
+    from worldmodel.training.checkpoint import CheckpointError
 
     register_configs()
     # a bad override or value: one line and exit 1, before hydra creates the run directory

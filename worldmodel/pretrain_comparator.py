@@ -5,11 +5,12 @@
         loss.comparator.path=runs/videonet.pt data=DIR ...
 
 No pretrained comparator can be downloaded on this project's machines, so besides random AlexNet
-and the discriminator's own features the feature loss can use a :class:`~worldmodel.comparator.
-VideoEncoder` trained here: two frames of the same clip, at most ``max_gap`` steps apart, are a
-positive pair, frames of the other clips in the batch are negatives (InfoNCE, see
-:func:`~worldmodel.comparator.train_video_encoder`). Any episode directory works, from
-``envs.collect`` or from ``envs.import_video`` (actions and rewards are not used).
+and the discriminator's own features the feature loss can use a
+:class:`~worldmodel.antiblur.comparator.VideoEncoder` trained here: two frames of the same clip, at
+most ``max_gap`` steps apart, are a positive pair, frames of the other clips in the batch are
+negatives (InfoNCE, see :func:`~worldmodel.antiblur.comparator.train_video_encoder`). Any episode
+directory works, from ``envs.collect`` or from ``envs.import_video`` (actions and rewards are not
+used).
 
 The encoder is written atomically to ``out`` (format ``worldmodel-video-encoder/1``, loaded with
 ``weights_only=True``) together with ``<out>.json``: the config, the loss curve summary and the
@@ -31,7 +32,7 @@ from typing import Any
 
 import torch
 
-from worldmodel.comparator import VideoEncoderConfig, pairs_from_clips, train_video_encoder
+from worldmodel.antiblur.comparator import VideoEncoderConfig, pairs_from_clips, train_video_encoder
 from worldmodel.data import EpisodeDataset, SequenceSampler
 from worldmodel.device import resolve_device
 

@@ -49,7 +49,6 @@ import torch
 import yaml
 
 from wmcommon.checks import is_number
-from worldmodel.checkpoint import CheckpointError, load_checkpoint
 from worldmodel.evaluation import (
     COPY_LAST,
     METRICS,
@@ -62,7 +61,8 @@ from worldmodel.evaluation import (
     read_json,
     write_json,
 )
-from worldmodel.svg import ModelConfig, WorldModel
+from worldmodel.model.svg import ModelConfig, WorldModel
+from worldmodel.training.checkpoint import CheckpointError, load_checkpoint
 
 __all__ = ["RunRecord", "find_runs", "inspect_run", "sweep_report", "main"]
 

@@ -20,8 +20,8 @@ from agents import loop
 from envs.episodes import save_episode
 from envs.stub import StubPixelEnv
 from worldmodel import pretrain
-from worldmodel.checkpoint import load_checkpoint
 from worldmodel.data import EpisodeError
+from worldmodel.training.checkpoint import load_checkpoint
 
 from .conftest import PRETRAIN, cli, error_lines, tmp_files, write_stub_episodes
 

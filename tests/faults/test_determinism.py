@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 
 from agents import loop
 from worldmodel import pretrain
-from worldmodel import train as train_mod
-from worldmodel.checkpoint import load_checkpoint
+from worldmodel.training import train as train_mod
+from worldmodel.training.checkpoint import load_checkpoint
 
 
 def _arrays(directory: Path) -> dict[str, dict[str, np.ndarray]]:

@@ -18,7 +18,7 @@ import torch
 
 from agents import loop
 from worldmodel import pretrain
-from worldmodel.checkpoint import CheckpointError, load_checkpoint
+from worldmodel.training.checkpoint import CheckpointError, load_checkpoint
 
 from .conftest import LOOP, PRETRAIN, ROOT, child_env, cli, error_lines, tmp_files
 
@@ -155,7 +155,7 @@ def test_loop_cli_unwritable_work_directory_is_one_error_line(tmp_path):
 
 
 def test_summary_files_are_written_atomically(tmp_path, monkeypatch):
-    from worldmodel.checkpoint import write_text_atomic
+    from worldmodel.training.checkpoint import write_text_atomic
 
     path = write_text_atomic(tmp_path / "summary.json", '{"steps": 1}')
     monkeypatch.setattr("os.fsync", lambda fd: (_ for _ in ()).throw(ENOSPC))

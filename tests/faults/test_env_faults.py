@@ -17,8 +17,8 @@ import numpy as np
 
 from agents import loop
 from envs.registry import make_env_from_config
-from worldmodel.checkpoint import load_checkpoint
 from worldmodel.data import load_episode
+from worldmodel.training.checkpoint import load_checkpoint
 
 
 class _Unstable(gym.Wrapper):

@@ -32,8 +32,8 @@ from agents import loop
 from agents.loop import episode_seed
 from episode_format import episode_index, episode_paths
 from worldmodel import pretrain
-from worldmodel.checkpoint import load_checkpoint
 from worldmodel.data import load_episode
+from worldmodel.training.checkpoint import load_checkpoint
 
 from .conftest import LOOP, PRETRAIN, ROOT, child_env, tmp_files
 

@@ -17,9 +17,9 @@ import torch
 
 from agents import loop
 from worldmodel import pretrain
-from worldmodel import train as train_mod
-from worldmodel.checkpoint import load_checkpoint
-from worldmodel.train import TrainingDiverged
+from worldmodel.training import train as train_mod
+from worldmodel.training.checkpoint import load_checkpoint
+from worldmodel.training.train import TrainingDiverged
 
 from .conftest import PRETRAIN, cli, error_lines, tmp_files
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from agents import loop
-from worldmodel.checkpoint import CheckpointError
+from worldmodel.training.checkpoint import CheckpointError
 
 from .conftest import LOOP, PRETRAIN, ROOT, cli, error_lines
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from worldmodel.adversarial import AdversarialTrainer, context_windows
+from worldmodel.antiblur.adversarial import AdversarialTrainer, context_windows
 from worldmodel.evaluation.candidates import Candidate
 from worldmodel.evaluation.clips import Clips
 from worldmodel.evaluation.config import EvaluateConfig

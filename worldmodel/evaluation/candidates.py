@@ -16,11 +16,11 @@ from typing import Any
 
 import torch
 
-from worldmodel.adversarial import AdversarialTrainer, AntiBlurConfig
-from worldmodel.checkpoint import load_checkpoint, model_from_checkpoint
+from worldmodel.antiblur.adversarial import AdversarialTrainer, AntiBlurConfig
 from worldmodel.data import EpisodeDataset
 from worldmodel.evaluation.config import COPY_LAST, EvaluateConfig
-from worldmodel.svg import ModelConfig, WorldModel
+from worldmodel.model.svg import ModelConfig, WorldModel
+from worldmodel.training.checkpoint import load_checkpoint, model_from_checkpoint
 
 __all__ = [
     "Candidate",
@@ -112,7 +112,8 @@ def model_from_payload(
     payload: Mapping[str, Any], path: str | Path, device: torch.device | str
 ) -> WorldModel:
     """The :class:`WorldModel` of a loaded trainer checkpoint, on ``device``, in eval mode
-    (:func:`worldmodel.checkpoint.model_from_checkpoint`, without reading the file again)."""
+    (:func:`worldmodel.training.checkpoint.model_from_checkpoint`, without reading the file
+    again)."""
     return model_from_checkpoint(path, device, payload=payload)
 
 

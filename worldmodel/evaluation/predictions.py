@@ -18,7 +18,7 @@ from worldmodel.evaluation.candidates import Candidate
 from worldmodel.evaluation.clips import Clips
 from worldmodel.evaluation.config import EvaluateConfig
 from worldmodel.metrics import MetricCurve, Protocol, diversity, per_step_metrics, sharpness
-from worldmodel.train import predict
+from worldmodel.training.train import predict
 
 __all__ = ["Predictions", "batches", "copy_last_frame", "predict_all"]
 

@@ -7,7 +7,7 @@ rewards (best: held-out ones, e.g. the RL loop's evaluation episodes):
 
 * ``teacher_forced``: rewards predicted along the training forward (posterior samples, true
   frames in);
-* ``imagined``: rewards of :meth:`~worldmodel.svg.WorldModel.imagine` from ``n_past`` observed
+* ``imagined``: rewards of :meth:`~worldmodel.model.svg.WorldModel.imagine` from ``n_past`` observed
   frames under the episode's true actions (the mean over ``samples`` prior samples), what the
   planner scores;
 * ``constant``: the best constant (the windows' mean reward), the floor any useful model beats.
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from episode_format import Episode
-from worldmodel.svg import WorldModel
+from worldmodel.model.svg import WorldModel
 
 __all__ = ["RewardAccuracy", "reward_accuracy"]
 

@@ -11,20 +11,20 @@ net exactly as they enter the plain decoder)::
     dC_t       = D_logit(r_t, skips)                           the plain decoder without its sigmoid
     x_hat      = sigmoid(sum_t dC_t)                           f = sigmoid: frames in [0, 1]
 
-``D_logit`` is :class:`worldmodel.nets.Decoder` built with ``logits=True`` (same layout, widths,
-skip re-parameterisation and pixel-norm option as the plain decoder; its weights are shared across
-the ``T`` steps). Because the cell's input is the same ``g`` every step and the increments are only
-summed, the ``T`` hidden states are computed first (``T`` tiny LSTM-cell steps) and all ``T``
-increments go through ``D_logit`` in **one** batched call (leading dim ``T``), with the skip terms
-of the context frame computed once and broadcast over the ``T`` steps. The cost of the decoder is
-therefore about ``T`` times the plain decoder's, in one call.
+``D_logit`` is :class:`worldmodel.model.nets.Decoder` built with ``logits=True`` (same layout,
+widths, skip re-parameterisation and pixel-norm option as the plain decoder; its weights are shared
+across the ``T`` steps). Because the cell's input is the same ``g`` every step and the increments
+are only summed, the ``T`` hidden states are computed first (``T`` tiny LSTM-cell steps) and all
+``T`` increments go through ``D_logit`` in **one** batched call (leading dim ``T``), with the skip
+terms of the context frame computed once and broadcast over the ``T`` steps. The cost of the decoder
+is therefore about ``T`` times the plain decoder's, in one call.
 
 Difference from GRAN: GRAN's cell input at step ``t`` is a conv encoding of the previous increment
 ``f(dC_{t-1})``; here the cell carries the drawing state in its own hidden state (as DRAW's decoder
 without a read does), which keeps the ``T`` decoder passes in one batched call.
 
-Unsupported (refused by :meth:`worldmodel.svg.ModelConfig.validate`): progressive growing of the
-decoder (``progressive_heads``) and the multi-scale decoder (``decoder_scales > 1``).
+Unsupported (refused by :meth:`worldmodel.model.svg.ModelConfig.validate`): progressive growing of
+the decoder (``progressive_heads``) and the multi-scale decoder (``decoder_scales > 1``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from wmcommon.checks import is_int
-from worldmodel.nets import Decoder, full_size_only
+from worldmodel.model.nets import Decoder, full_size_only
 
 __all__ = ["DECODERS", "GranDecoder", "draw"]
 
@@ -53,17 +53,18 @@ def draw(increments: Tensor) -> Tensor:
 class GranDecoder(nn.Module):
     """GRAN-style decoder: embedding ``(*lead, g_dim)`` + skip terms -> frame ``(*lead, C, S, S)``.
 
-    The same call interface as :class:`worldmodel.nets.Decoder` (``skip_terms``, ``forward``,
-    ``decode``), so :class:`worldmodel.svg.WorldModel` uses either as ``self.decoder``.
+    The same call interface as :class:`worldmodel.model.nets.Decoder` (``skip_terms``, ``forward``,
+    ``decode``), so :class:`worldmodel.model.svg.WorldModel` uses either as ``self.decoder``.
 
     Args:
         kind, image_size, channels, nf, g_dim, channels_last, pixel_norm: of the increment net,
-            as for :class:`~worldmodel.nets.Decoder` (``kind`` mirrors the encoder).
+            as for :class:`~worldmodel.model.nets.Decoder` (``kind`` mirrors the encoder).
         steps: ``T``, the drawing steps (>= 1).
 
     Attributes:
         cell: ``nn.LSTMCell(g_dim, g_dim)``, the recurrent drawing state.
-        increment: the increment net, a :class:`~worldmodel.nets.Decoder` with ``logits=True``.
+        increment: the increment net, a :class:`~worldmodel.model.nets.Decoder` with
+        ``logits=True``.
     """
 
     def __init__(
@@ -101,7 +102,7 @@ class GranDecoder(nn.Module):
 
     def skip_terms(self, skips: Sequence[Tensor]) -> list[Tensor]:
         """The increment net's skip terms (computed once, shared by all ``T`` steps); see
-        :meth:`worldmodel.nets.Decoder.skip_terms`."""
+        :meth:`worldmodel.model.nets.Decoder.skip_terms`."""
         return self.increment.skip_terms(skips)
 
     def hidden(self, g: Tensor) -> Tensor:

@@ -5,13 +5,13 @@
 * :class:`EqualizedConv2d` / :class:`EqualizedLinear` -- the "equalized learning rate": weights are
   stored as N(0, 1) and multiplied at run time by the He constant ``gain / sqrt(fan_in)``, so an
   adaptive optimiser (Adam) sees every weight on the same scale.
-* :class:`PixelNorm` -- per-pixel feature normalisation used after each conv of the generator.
-* Progressive growing: :func:`fade_in`, :func:`resize_to`, :func:`blend_resolution` and
-  :class:`ProgressiveSchedule` (current resolution and fade-in ``alpha`` as a function of the step).
+* Progressive growing: :func:`blend_resolution` (the discriminator's input fade) and
+  :class:`ProgressiveSchedule` / :class:`ProgressiveConfig` (current resolution and fade-in
+  ``alpha`` as a function of the step).
 
-Everything here works on ``(B, C, H, W)`` tensors. :class:`PixelNorm`, :func:`fade_in` and
-:func:`resize_to` live in :mod:`worldmodel.nets` with the model's other building blocks (the model
-uses them); they are re-exported here.
+Everything here works on ``(B, C, H, W)`` tensors. PGGAN's layers that the world model uses too
+(:class:`~worldmodel.model.layers.PixelNorm`, :func:`~worldmodel.model.layers.fade_in`,
+:func:`~worldmodel.model.layers.resize_to`) are in :mod:`worldmodel.model.layers`.
 """
 
 from __future__ import annotations
@@ -24,15 +24,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wmcommon.checks import is_int
-from worldmodel.nets import PixelNorm, fade_in, resize_to  # re-exported: they moved to the model
+from worldmodel.model.layers import fade_in
 
 __all__ = [
     "MinibatchStdDev",
     "EqualizedConv2d",
     "EqualizedLinear",
-    "PixelNorm",
-    "fade_in",
-    "resize_to",
     "blend_resolution",
     "ProgressiveSchedule",
     "ProgressiveConfig",
@@ -164,7 +161,7 @@ class ProgressiveSchedule:
     def validate(self) -> ProgressiveSchedule:
         """Raise ValueError unless the resolutions are a power of two apart and the step counts
         are >= 0; return self (:meth:`ProgressiveConfig.schedule` and the
-        :class:`~worldmodel.train.Trainer` call it)."""
+        :class:`~worldmodel.training.train.Trainer` call it)."""
         ratio = self.final_resolution / self.start_resolution
         if self.start_resolution < 1 or ratio < 1 or not float(ratio).is_integer():
             raise ValueError(

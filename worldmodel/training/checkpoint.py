@@ -15,9 +15,9 @@ Example::
     ckpt = load_checkpoint(run_dir / "last.ckpt")
     check_config_compatible(ckpt["config"], dataclasses.asdict(cfg), ["model.K", "model.M"])
 
-The trainer's checkpoints (``worldmodel.train.Trainer.save``, format :data:`CHECKPOINT_FORMAT`)
-hold the world model's spec and weights: :func:`model_from_checkpoint` rebuilds the model from
-one, for planning or evaluation, without importing the trainer.
+The trainer's checkpoints (``worldmodel.training.train.Trainer.save``, format
+:data:`CHECKPOINT_FORMAT`) hold the world model's spec and weights: :func:`model_from_checkpoint`
+rebuilds the model from one, for planning or evaluation, without importing the trainer.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from worldmodel.svg import ModelConfig, WorldModel
+from worldmodel.model.svg import ModelConfig, WorldModel
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -52,7 +52,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "worldmodel-trainer/1"  # the trainer's checkpoints (worldmodel.train.Trainer)
+CHECKPOINT_FORMAT = "worldmodel-trainer/1"  # the checkpoints of training.train.Trainer
 
 # Leaf types that torch.load(weights_only=True) accepts (checked against torch in the tests).
 _LEAF_TYPES = (
@@ -353,8 +353,8 @@ def with_config_defaults(spec: Mapping[str, Any]) -> dict[str, Any]:
 def model_from_checkpoint(
     path: str | Path, device: torch.device | str = "cpu", payload: Mapping[str, Any] | None = None
 ) -> WorldModel:
-    """Build the :class:`~worldmodel.svg.WorldModel` stored in a trainer checkpoint and load its
-    weights (eval mode). Imports no trainer code (``worldmodel.train`` re-exports it).
+    """Build the :class:`~worldmodel.model.svg.WorldModel` stored in a trainer checkpoint and load
+    its weights (eval mode). Imports no trainer code.
 
     ``payload``: the checkpoint already read from ``path`` (not read again).
     """

@@ -46,9 +46,10 @@ import torch
 from torch import Tensor, nn
 
 from wmcommon.checks import is_int, is_number
-from worldmodel.decoders import MultiScaleDecoder, ProgressiveDecoder
-from worldmodel.gran import DECODERS, GranDecoder
-from worldmodel.nets import ENCODERS, Decoder, Encoder, count_params, resize_to
+from worldmodel.model.decoders import MultiScaleDecoder, ProgressiveDecoder
+from worldmodel.model.gran import DECODERS, GranDecoder
+from worldmodel.model.layers import resize_to
+from worldmodel.model.nets import ENCODERS, Decoder, Encoder, count_params
 
 __all__ = [
     "VARIANTS",
@@ -91,8 +92,9 @@ class ModelConfig:
     action_embed: int = 0  # 0: feed raw actions; > 0: a Linear+LeakyReLU embedding of this size
     posterior_action: bool = False  # also condition the posterior on a_{t-1}
     channels_last: bool = True  # channels-last convs (faster with oneDNN on CPU and on GPUs)
-    # Progressive-GAN options of the decoder (worldmodel.nets, worldmodel.decoders). Training entry points
-    # switch them on from the loss config (worldmodel.training_setup.resolve_model_config).
+    # Progressive-GAN options of the decoder (worldmodel.model.nets, worldmodel.model.decoders).
+    # Training entry points switch them on from the loss config
+    # (worldmodel.training.training_setup.resolve_model_config).
     pixel_norm: bool = False  # pixelwise feature normalisation after each decoder conv block
     progressive_heads: bool = False  # toRGB heads per resolution: the decoder can grow (fade-in)
     # Mathieu et al.'s coarse-to-fine decoder: N scales (S/2^(N-1) .. S), each a residual on the
@@ -100,7 +102,7 @@ class ModelConfig:
     # every scale. Not with progressive_heads.
     decoder_scales: int = 1
     # "dcgan": the plain one-pass decoder (mirrors the encoder's dcgan or vgg layout); "gran":
-    # GRAN's recurrent canvas (worldmodel.gran), the frame drawn in gran_steps increments.
+    # GRAN's recurrent canvas (worldmodel.model.gran), the frame drawn in gran_steps increments.
     decoder: str = "dcgan"
     gran_steps: int = 4  # T, GRAN's drawing steps (used by decoder="gran")
 
@@ -586,8 +588,8 @@ class WorldModel(nn.Module):
             resolution, alpha: progressive growing of the decoder (needs
                 ``cfg.progressive_heads`` unless ``resolution`` is None/``S`` and ``alpha`` 1):
                 predict frames at ``resolution`` px with resolution ``r`` faded in by ``alpha``
-                (see :meth:`worldmodel.decoders.ProgressiveDecoder.forward`); the default is the
-                full-size path.
+                (see :meth:`worldmodel.model.decoders.ProgressiveDecoder.forward`); the default is
+                the full-size path.
             rollout: also roll the model out open-loop from the context frames under the true
                 actions, exactly as planning imagines (``ModelOutput.rollout_*``), so that the
                 objective can train what the planner uses (``objective.rollout_weight``).

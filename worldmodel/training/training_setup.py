@@ -1,10 +1,11 @@
-"""Assemble a :class:`~worldmodel.train.Trainer` with the anti-blur losses of the ``loss`` config.
+"""Assemble a :class:`~worldmodel.training.train.Trainer` with the anti-blur losses of the ``loss``
+config.
 
 The base objective (reconstruction, ``beta * KL``, reward, latent consistency) lives in
-:mod:`worldmodel.train`; the anti-blur terms (GDL, multi-scale conditional adversarial loss,
-DeePSiM feature loss), their scale and the discriminator's update in
-:class:`worldmodel.adversarial.AntiBlurObjective`. This module joins them: :func:`build_trainer`
-gives the trainer that objective and, with progressive growing, its schedule.
+:mod:`worldmodel.training.train`; the anti-blur terms (GDL, multi-scale conditional adversarial
+loss, DeePSiM feature loss), their scale and the discriminator's update in
+:class:`worldmodel.antiblur.adversarial.AntiBlurObjective`. This module joins them:
+:func:`build_trainer` gives the trainer that objective and, with progressive growing, its schedule.
 
 Progressive growing (``loss.progressive.enabled``): the model's decoder must have been built with
 ``progressive_heads`` (:func:`resolve_model_config` does that from the loss config). The trainer
@@ -12,7 +13,7 @@ reads ``(resolution r, alpha)`` from the schedule at its ``global_step`` -- the 
 and the decoder predicts ``r`` px frames with ``r`` faded in by ``alpha``; every term is computed
 at ``r``: reconstruction and GDL against the targets average-pooled to ``r``, the adversarial term
 by the discriminator at ``r``, the feature loss on ``r`` px frames brought back to the full size
-by nearest-neighbour upsampling (see :class:`~worldmodel.adversarial.AntiBlurObjective`).
+by nearest-neighbour upsampling (see :class:`~worldmodel.antiblur.adversarial.AntiBlurObjective`).
 
 The predictions are those of the training forward pass (teacher forcing, posterior ``z``), as in
 SVG's training loop; the discriminator therefore sharpens the decoder's output for a given latent.
@@ -25,14 +26,14 @@ import dataclasses
 import torch
 import torch.distributed as dist
 
-from worldmodel.adversarial import (
+from worldmodel.antiblur.adversarial import (
     AntiBlurConfig,
     AntiBlurObjective,
     conditional_pairs,
     per_scale_candidates,
 )
-from worldmodel.svg import ModelConfig, WorldModel
-from worldmodel.train import ObjectiveConfig, TrainConfig, Trainer
+from worldmodel.model.svg import ModelConfig, WorldModel
+from worldmodel.training.train import ObjectiveConfig, TrainConfig, Trainer
 
 __all__ = [
     "build_trainer",
@@ -48,7 +49,8 @@ def resolve_model_config(model_cfg: ModelConfig, loss_cfg: AntiBlurConfig) -> Mo
     The loss config's generator options are properties of the decoder: ``loss.pixel_norm``
     switches on ``pixel_norm`` and ``loss.progressive.enabled`` switches on ``progressive_heads``
     (either may also be set on the model config directly). The result is what the model and its
-    checkpoints record, so :func:`~worldmodel.train.model_from_checkpoint` rebuilds the same net.
+    checkpoints record, so :func:`~worldmodel.training.checkpoint.model_from_checkpoint` rebuilds
+    the same net.
     """
     return dataclasses.replace(
         model_cfg,
@@ -66,13 +68,13 @@ def build_trainer(
 ) -> Trainer:
     """A :class:`Trainer` whose generator loss includes the enabled anti-blur terms.
 
-    The terms and the discriminator are an :class:`~worldmodel.adversarial.AntiBlurObjective`
-    (``trainer.objective``), whose discriminator widths follow the model's conv width (unless
-    ``loss.discriminator.width`` is set) and whose judged frames are seeded by ``train.seed`` (plus
-    the rank). Under ``torch.distributed`` the discriminator is wrapped in DDP for its
-    updates. With ``loss.progressive.enabled`` the decoder grows with the discriminator on the
-    objective's schedule; the model must then have ``cfg.progressive_heads`` (see
-    :func:`resolve_model_config`).
+    The terms and the discriminator are an
+    :class:`~worldmodel.antiblur.adversarial.AntiBlurObjective` (``trainer.objective``), whose
+    discriminator widths follow the model's conv width (unless ``loss.discriminator.width`` is set)
+    and whose judged frames are seeded by ``train.seed`` (plus the rank). Under
+    ``torch.distributed`` the discriminator is wrapped in DDP for its updates. With
+    ``loss.progressive.enabled`` the decoder grows with the discriminator on the objective's
+    schedule; the model must then have ``cfg.progressive_heads`` (see :func:`resolve_model_config`).
 
     Raises:
         ValueError: progressive growing is enabled but the model's decoder cannot grow.

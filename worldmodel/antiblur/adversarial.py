@@ -5,17 +5,19 @@
   conditional adversarial loss (with PGGAN options and progressive growing) and DeePSiM's feature
   loss with its comparator.
 * :class:`AntiBlurObjective` -- THE composition of the anti-blur terms, the one the trainer runs
-  (:func:`worldmodel.training_setup.build_trainer` passes it to the
-  :class:`~worldmodel.train.Trainer`): :meth:`~AntiBlurObjective.terms` turns the training forward
-  pass (a :class:`~worldmodel.svg.ModelOutput`) into the named, unweighted terms ``gdl``, ``adv``,
-  ``feat`` on the scale of the per-pixel reconstruction term, :meth:`~AntiBlurObjective.weights`
-  gives their weights, :meth:`~AntiBlurObjective.update` trains the discriminator.
-* :class:`AdversarialTrainer` -- owns the :class:`~worldmodel.discriminator.MultiScaleDiscriminator`
-  and its own Adam optimiser: :meth:`~AdversarialTrainer.d_step` updates the discriminator (with
-  DeePSiM's pause rule), :meth:`~AdversarialTrainer.g_loss` gives the generator's adversarial term.
+  (:func:`worldmodel.training.training_setup.build_trainer` passes it to the
+  :class:`~worldmodel.training.train.Trainer`): :meth:`~AntiBlurObjective.terms` turns the training
+  forward pass (a :class:`~worldmodel.model.svg.ModelOutput`) into the named, unweighted terms
+  ``gdl``, ``adv``, ``feat`` on the scale of the per-pixel reconstruction term,
+  :meth:`~AntiBlurObjective.weights` gives their weights, :meth:`~AntiBlurObjective.update` trains
+  the discriminator.
+* :class:`AdversarialTrainer` -- owns the
+  :class:`~worldmodel.antiblur.discriminator.MultiScaleDiscriminator` and its own Adam optimiser:
+  :meth:`~AdversarialTrainer.d_step` updates the discriminator (with DeePSiM's pause rule),
+  :meth:`~AdversarialTrainer.g_loss` gives the generator's adversarial term.
 
-Typical use, the same steps :meth:`worldmodel.train.Trainer.step` takes (``obs (B, L, 3, H, W)``,
-``action (B, L-1, A)``, ``reward (B, L-1)``)::
+Typical use, the same steps :meth:`worldmodel.training.train.Trainer.step` takes
+(``obs (B, L, 3, H, W)``, ``action (B, L-1, A)``, ``reward (B, L-1)``)::
 
     model = WorldModel(resolve_model_config(model_cfg, cfg), image_size=64, action_dim=A)
     antiblur = AntiBlurObjective(cfg, model.image_size, device=device,
@@ -28,10 +30,10 @@ Typical use, the same steps :meth:`worldmodel.train.Trainer.step` takes (``obs (
     g_opt.zero_grad(); loss.backward(); g_opt.step()  # D's parameters get no gradient
     d_logs = antiblur.update(out)                       # one discriminator update (or a pause)
 
-Scale: :func:`worldmodel.train.objective_terms`' reconstruction term is a per-pixel mean (the
-balance for which SVG's ``beta = 1e-4`` was tuned), while GDL, the adversarial and the feature loss
-are per-frame quantities in the papers (Mathieu et al.'s and DeePSiM's weights are set against a
-per-frame pixel *sum*). Each anti-blur term is therefore divided by the pixels per frame
+Scale: :func:`worldmodel.training.train.objective_terms`' reconstruction term is a per-pixel mean
+(the balance for which SVG's ``beta = 1e-4`` was tuned), while GDL, the adversarial and the feature
+loss are per-frame quantities in the papers (Mathieu et al.'s and DeePSiM's weights are set against
+a per-frame pixel *sum*). Each anti-blur term is therefore divided by the pixels per frame
 ``C * H * W`` of the frames it is computed on, so those weights keep their balance against the
 reconstruction term at every resolution.
 
@@ -58,20 +60,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wmcommon.checks import is_int
-from worldmodel.checkpoint import load_optimizer_state
-from worldmodel.comparator import (
+from worldmodel.antiblur.comparator import (
     Comparator,
     ComparatorConfig,
     DiscriminatorComparator,
     build_comparator_from_config,
     frozen,
 )
-from worldmodel.discriminator import (
+from worldmodel.antiblur.discriminator import (
     DEFAULT_CONV_WIDTH,
     DiscriminatorConfig,
     MultiScaleDiscriminator,
 )
-from worldmodel.losses import (
+from worldmodel.antiblur.pggan import ProgressiveConfig, ProgressiveSchedule, blend_resolution
+from worldmodel.model.layers import resize_to
+from worldmodel.training.checkpoint import load_optimizer_state
+from worldmodel.training.losses import (
     ADV_FORMS,
     discriminator_loss,
     gdl,
@@ -79,10 +83,9 @@ from worldmodel.losses import (
     gradient_penalty,
     multiscale,
 )
-from worldmodel.pggan import ProgressiveConfig, ProgressiveSchedule, blend_resolution, resize_to
 
 if TYPE_CHECKING:
-    from worldmodel.svg import ModelOutput
+    from worldmodel.model.svg import ModelOutput
 
 __all__ = [
     "AntiBlurConfig",
@@ -104,9 +107,10 @@ class AntiBlurConfig:
     """Losses against blur, on top of SVG's ``L2 + beta * KL``. All weights default to 0 (plain SVG).
 
     Weights multiply the terms of :meth:`AntiBlurObjective.terms`. They are set on the scale of
-    the papers, against the per-frame pixel L2 *sum* (:func:`~worldmodel.losses.reconstruction_loss`
-    with ``reduction="batch"``) at weight 1; the objective divides every term by the pixels per
-    frame, which keeps that balance against the trainer's per-pixel reconstruction mean:
+    the papers, against the per-frame pixel L2 *sum*
+    (:func:`~worldmodel.training.losses.reconstruction_loss` with ``reduction="batch"``) at weight
+    1; the objective divides every term by the pixels per frame, which keeps that balance against
+    the trainer's per-pixel reconstruction mean:
 
     * ``gdl_weight``: GDL with the same reduction; Mathieu et al. used 1 with ``alpha = 1``. It is
       an L1-like quantity: on a 5x5-box-blurred 64 px frame GDL is ~16x the pixel L2 sum, so at
@@ -136,13 +140,13 @@ class AntiBlurConfig:
             None: every predicted frame (every frame ``1..L-1`` for the feature loss).
         pixel_norm: PGGAN pixelwise feature normalisation after each conv of the generator. Not
             used by the losses: the training entry points switch on ``ModelConfig.pixel_norm``
-            from it (:func:`~worldmodel.training_setup.resolve_model_config`), so checkpoints
-            record it with the architecture.
-        discriminator: :class:`~worldmodel.discriminator.DiscriminatorConfig` (architecture,
-            Adam, pause rule, gradient penalty).
-        comparator: :class:`~worldmodel.comparator.ComparatorConfig`.
-        progressive: :class:`~worldmodel.pggan.ProgressiveConfig` (progressive growing of the
-            discriminator's input resolution and, through ``ModelConfig.progressive_heads``
+            from it (:func:`~worldmodel.training.training_setup.resolve_model_config`), so
+            checkpoints record it with the architecture.
+        discriminator: :class:`~worldmodel.antiblur.discriminator.DiscriminatorConfig`
+            (architecture, Adam, pause rule, gradient penalty).
+        comparator: :class:`~worldmodel.antiblur.comparator.ComparatorConfig`.
+        progressive: :class:`~worldmodel.antiblur.pggan.ProgressiveConfig` (progressive growing of
+            the discriminator's input resolution and, through ``ModelConfig.progressive_heads``
             switched on by the entry points, of the decoder's output resolution).
     """
 
@@ -204,12 +208,12 @@ class AntiBlurConfig:
 class AdversarialTrainer:
     """The discriminator side of adversarial training (not an ``nn.Module``).
 
-    Owns the :class:`~worldmodel.discriminator.MultiScaleDiscriminator`, its Adam optimiser (separate
-    from the generator's) and DeePSiM's pause rule. It keeps no step counter: with progressive
-    growing the caller passes the schedule's ``point = (resolution, alpha)`` of the current step to
-    :meth:`prepare`, :meth:`d_step` and :meth:`g_loss` (the trainer takes it from its own step,
-    through the :class:`~worldmodel.svg.ModelOutput` it predicted at that point); without a point
-    they judge fully grown frames.
+    Owns the :class:`~worldmodel.antiblur.discriminator.MultiScaleDiscriminator`, its Adam optimiser
+    (separate from the generator's) and DeePSiM's pause rule. It keeps no step counter: with
+    progressive growing the caller passes the schedule's ``point = (resolution, alpha)`` of the
+    current step to :meth:`prepare`, :meth:`d_step` and :meth:`g_loss` (the trainer takes it from
+    its own step, through the :class:`~worldmodel.model.svg.ModelOutput` it predicted at that
+    point); without a point they judge fully grown frames.
 
     Args:
         cfg: the anti-blur config (``discriminator``, ``adv_form``, ``progressive`` are used).
@@ -221,7 +225,7 @@ class AdversarialTrainer:
             while real frames and the context are still blended (see :meth:`prepare`).
         conv_width: the generator's conv width ``round(K * nf)`` (``ModelConfig.conv_width``),
             which the discriminator widths left at None follow
-            (:meth:`~worldmodel.discriminator.DiscriminatorConfig.resolved`).
+            (:meth:`~worldmodel.antiblur.discriminator.DiscriminatorConfig.resolved`).
 
     Accuracy logs count a real sample as recognised when its logit is above 0 (0.5 for lsgan) and
     a generated one when at or below; for wgan-gp they only show the sign of the critic.
@@ -297,7 +301,7 @@ class AdversarialTrainer:
         Without progressive growing this is the identity (``alpha = 1``). With it, every input --
         real, generated and context -- is average-pooled to the current resolution and, during a
         fade-in, blended with its 2x-downsampled-upsampled self
-        (:func:`~worldmodel.pggan.blend_resolution`), so the discriminator sees real and
+        (:func:`~worldmodel.antiblur.pggan.blend_resolution`), so the discriminator sees real and
         generated frames prepared the same way from a generator that does not grow itself.
         With ``generated=True`` and ``generator_grows`` the frames (already at the resolution,
         faded in by the decoder) are left as they are, as in PGGAN; the context is real and is
@@ -360,7 +364,7 @@ class AdversarialTrainer:
             real: real frames ``(B, C, H, W)`` (or clips ``(B, L, C, H, W)``) in ``[0, 1]``.
             fake: generated frames, same shape (detached here); or one candidate per scale of
                 the discriminator (a multi-scale generator, see
-                :meth:`~worldmodel.discriminator.MultiScaleDiscriminator.scale_inputs`).
+                :meth:`~worldmodel.antiblur.discriminator.MultiScaleDiscriminator.scale_inputs`).
             context: ``(B, n, C, H, W)`` real frames before them (conditional discriminator).
             point: the progressive schedule's ``(resolution, alpha)`` at this step (None: fully
                 grown); the same point as the :meth:`g_loss` of the step.
@@ -566,9 +570,10 @@ class AntiBlurObjective:
 
     Built from the config: the :class:`AdversarialTrainer` when ``adv_weight > 0`` or the comparator
     is the discriminator, the DeePSiM comparator when ``feature_weight > 0``. Everything is read off
-    the training forward pass, a :class:`~worldmodel.svg.ModelOutput` (``obs (B, L, C, S, S)``,
-    predictions ``frames (B, L-1, C, r, r)`` of frames ``1..L-1``, ``pyramid`` for a multi-scale
-    decoder, and the progressive ``point = (out.resolution, out.alpha)`` they were predicted at):
+    the training forward pass, a :class:`~worldmodel.model.svg.ModelOutput`
+    (``obs (B, L, C, S, S)``, predictions ``frames (B, L-1, C, r, r)`` of frames ``1..L-1``,
+    ``pyramid`` for a multi-scale decoder, and the progressive
+    ``point = (out.resolution, out.alpha)`` they were predicted at):
 
     * ``gdl``: GDL between every prediction and its (average-pooled) truth; with a multi-scale
       decoder (Mathieu et al.'s coarse-to-fine form) the sum over its scales.
@@ -596,7 +601,8 @@ class AntiBlurObjective:
         generator_grows: the predictions come from a progressively growing decoder (PGGAN); see
             :class:`AdversarialTrainer`.
         conv_width: the generator's conv width ``round(K * nf)``, which the discriminator's
-            default widths follow (see :class:`~worldmodel.discriminator.DiscriminatorConfig`).
+            default widths follow (see
+            :class:`~worldmodel.antiblur.discriminator.DiscriminatorConfig`).
         seed: seeds the choice of the judged frames (its state is part of :meth:`state_dict`).
 
     Attributes:

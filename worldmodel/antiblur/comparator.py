@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from worldmodel.losses import feature_loss, info_nce
+from worldmodel.training.losses import feature_loss, info_nce
 
 if TYPE_CHECKING:
-    from worldmodel.discriminator import MultiScaleDiscriminator
+    from worldmodel.antiblur.discriminator import MultiScaleDiscriminator
 
 __all__ = [
     "COMPARATOR_KINDS",
@@ -286,7 +286,8 @@ class AlexNetFeatures(Comparator):
 
 
 class DiscriminatorComparator(Comparator):
-    """Features of a :class:`~worldmodel.discriminator.MultiScaleDiscriminator` (all scales).
+    """Features of a :class:`~worldmodel.antiblur.discriminator.MultiScaleDiscriminator` (all
+    scales).
 
     Holds a *reference* to the discriminator (not a submodule: its weights are saved once, with
     the adversarial trainer). The discriminator's parameters are frozen while features are
@@ -410,7 +411,7 @@ class VideoEncoder(Comparator):
         if not path.is_file():
             raise FileNotFoundError(
                 f"video encoder file {str(path)!r} not found; train one with "
-                "worldmodel.comparator.train_video_encoder and save it there"
+                "worldmodel.antiblur.comparator.train_video_encoder and save it there"
             )
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
         if not isinstance(ckpt, dict) or ckpt.get("format") != _VIDEO_FORMAT:
@@ -455,8 +456,8 @@ def train_video_encoder(
 
     Each step draws ``sample_fn() -> (B, 2, 3, H, W)`` (uint8, or float in ``[0, 1]``): two frames of
     each of ``B`` different clips. Frames of the same clip are positives, frames of the other clips
-    negatives (:func:`~worldmodel.losses.info_nce`). Note: this makes features invariant to what
-    changes *within* a clip; keep the pair gap short (:func:`pairs_from_clips` ``max_gap``).
+    negatives (:func:`~worldmodel.training.losses.info_nce`). Note: this makes features invariant to
+    what changes *within* a clip; keep the pair gap short (:func:`pairs_from_clips` ``max_gap``).
 
     Returns the trained encoder (frozen, eval mode) and the loss of every step.
     """
@@ -501,8 +502,8 @@ def build_comparator(
     """Build a comparator by kind (see the module docstring).
 
     ``discriminator`` (kind ``"discriminator"``) is a ``MultiScaleDiscriminator`` or an object with
-    an ``as_comparator()`` method (the :class:`~worldmodel.adversarial.AdversarialTrainer`, which
-    adds its progressive-growing input preparation). Frozen kinds come back in eval mode.
+    an ``as_comparator()`` method (the :class:`~worldmodel.antiblur.adversarial.AdversarialTrainer`,
+    which adds its progressive-growing input preparation). Frozen kinds come back in eval mode.
     """
     if kind == "alexnet_random":
         comp: Comparator = AlexNetFeatures(seed=seed, input_size=input_size, layers=layers)
@@ -526,7 +527,7 @@ def build_comparator(
         as_comparator = getattr(discriminator, "as_comparator", None)
         if callable(as_comparator):
             return as_comparator()
-        from worldmodel.discriminator import MultiScaleDiscriminator
+        from worldmodel.antiblur.discriminator import MultiScaleDiscriminator
 
         if not isinstance(discriminator, MultiScaleDiscriminator):
             raise ValueError(

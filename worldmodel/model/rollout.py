@@ -1,6 +1,6 @@
 """Fused latent imagination for planning: the function of ``WorldModel.imagine`` with less work.
 
-:class:`LatentRollout` computes what :meth:`worldmodel.svg.WorldModel.imagine` computes with
+:class:`LatentRollout` computes what :meth:`worldmodel.model.svg.WorldModel.imagine` computes with
 ``decode=False, feedback="latent"`` (rewards, embeddings, final state; the same prior samples for
 the same generator or noise), up to float rounding (about 1e-7), for the ``svg``, ``lstm`` and
 ``cnn`` variants. The planner's latent-reward objective runs it (``agents/objectives.py``). The
@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wmcommon.checks import is_int
-from worldmodel.svg import Imagination, ModelState, WorldModel
+from worldmodel.model.svg import Imagination, ModelState, WorldModel
 
 __all__ = ["LatentRollout", "PreparedState", "latent_rollout", "supports"]
 
@@ -229,8 +229,8 @@ class LatentRollout:
     def __init__(self, model: WorldModel) -> None:
         if not supports(model):
             raise ValueError(
-                f"LatentRollout needs a worldmodel.svg.WorldModel with the layout of svg.py, got "
-                f"{type(model).__name__}; use model.imagine instead"
+                "LatentRollout needs a worldmodel.model.svg.WorldModel with the layout of svg.py, "
+                f"got {type(model).__name__}; use model.imagine instead"
             )
         self._model = weakref.ref(model)  # the cache below must not keep the model alive
         cfg = model.cfg

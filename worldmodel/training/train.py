@@ -19,14 +19,15 @@ with the base terms of :class:`ObjectiveConfig` (see :func:`objective_terms`)
   teacher-forced with posterior samples; the planner never sees a posterior sample.
 
 plus the terms of an ``objective`` given to the :class:`Trainer` (an :class:`ExtraObjective`, e.g.
-:class:`worldmodel.adversarial.AntiBlurObjective`: GDL, adversarial, feature losses, with their
-weights). Terms with weight 0 are not computed. The objective's ``update(out)`` (the discriminator's
-step) runs after each successful generator step, on the same forward pass.
+:class:`worldmodel.antiblur.adversarial.AntiBlurObjective`: GDL, adversarial, feature losses, with
+their weights). Terms with weight 0 are not computed. The objective's ``update(out)`` (the
+discriminator's step) runs after each successful generator step, on the same forward pass.
 
-Progressive growing: given a :class:`~worldmodel.pggan.ProgressiveSchedule`, each step predicts
-frames at the schedule's ``(resolution, alpha)`` for the current ``global_step`` (the decoder fades
-the resolution in; ``ModelOutput.target`` is then average-pooled to it, so every term compares at
-that resolution). After the schedule's last phase the step is exactly the normal full-size one.
+Progressive growing: given a :class:`~worldmodel.antiblur.pggan.ProgressiveSchedule`, each step
+predicts frames at the schedule's ``(resolution, alpha)`` for the current ``global_step`` (the
+decoder fades the resolution in; ``ModelOutput.target`` is then average-pooled to it, so every term
+compares at that resolution). After the schedule's last phase the step is exactly the normal
+full-size one.
 """
 
 from __future__ import annotations
@@ -43,28 +44,25 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from worldmodel.checkpoint import (  # CHECKPOINT_FORMAT, model_from_checkpoint: re-exported
+from worldmodel.antiblur.pggan import ProgressiveSchedule
+from worldmodel.device import PRECISIONS, autocast, autocast_dtype
+from worldmodel.model.svg import ModelConfig, ModelOutput, WorldModel
+from worldmodel.training.checkpoint import (
     CHECKPOINT_FORMAT,
     check_config_compatible,
     load_checkpoint,
     load_optimizer_state,
-    model_from_checkpoint,
     save_checkpoint,
     with_config_defaults,
 )
-from worldmodel.device import PRECISIONS, autocast, autocast_dtype
-from worldmodel.losses import apply_free_nats, kl_normal, reconstruction_loss
-from worldmodel.pggan import ProgressiveSchedule
-from worldmodel.svg import ModelConfig, ModelOutput, WorldModel
+from worldmodel.training.losses import apply_free_nats, kl_normal, reconstruction_loss
 
 __all__ = [
-    "CHECKPOINT_FORMAT",
     "ExtraObjective",
     "ObjectiveConfig",
     "TrainConfig",
     "Trainer",
     "TrainingDiverged",
-    "model_from_checkpoint",
     "objective_terms",
     "predict",
 ]
@@ -195,7 +193,7 @@ class ExtraObjective(Protocol):
 
     * ``weights()``: name -> weight of every term ``terms`` may return (names other than the base
       terms'); ``terms(out)``: name -> unweighted scalar for the terms with weight > 0, from the
-      training forward pass ``out`` (:class:`~worldmodel.svg.ModelOutput`);
+      training forward pass ``out`` (:class:`~worldmodel.model.svg.ModelOutput`);
     * ``update(out)``: called with the same ``out`` after each successful generator step (it
       detaches what it uses), e.g. one discriminator update; returns logs (logged as ``disc/...``);
     * ``state_dict()`` / ``load_state_dict(state)``: its part of the trainer's checkpoints
@@ -229,7 +227,8 @@ class Trainer:
         objective_cfg: base loss weights.
         device: where the batches go.
         objective: more generator terms and their discriminator (:class:`ExtraObjective`, e.g. the
-            :class:`~worldmodel.adversarial.AntiBlurObjective`); None: the base objective only.
+            :class:`~worldmodel.antiblur.adversarial.AntiBlurObjective`); None: the base objective
+            only.
         progressive: the progressive-growing schedule of the decoder (the model needs
             ``cfg.progressive_heads``), read at ``global_step``, the one step counter: the
             objective's terms and its discriminator judge each step's predictions at the point

@@ -1,11 +1,11 @@
 """The plain decoder's two variants: a progressively growing decoder and a multi-scale decoder.
 
-Both are :class:`worldmodel.nets.Decoder` plus a few 1x1 heads on its features
-(:meth:`~worldmodel.nets.Decoder.features`, the one level loop), so they have its parameters under
-the same names, and the heads' own (``to_rgb.*``, ``residual_heads.*``). The heads are built on a
-forked random stream: with the same seed, every other weight equals the plain decoder's.
-:class:`worldmodel.svg.WorldModel` builds one of them from ``model.progressive_heads`` and
-``model.decoder_scales`` (not both: :meth:`worldmodel.svg.ModelConfig.validate` refuses that).
+Both are :class:`worldmodel.model.nets.Decoder` plus a few 1x1 heads on its features
+(:meth:`~worldmodel.model.nets.Decoder.features`, the one level loop), so they have its parameters
+under the same names, and the heads' own (``to_rgb.*``, ``residual_heads.*``). The heads are built
+on a forked random stream: with the same seed, every other weight equals the plain decoder's.
+:class:`worldmodel.model.svg.WorldModel` builds one of them from ``model.progressive_heads`` and
+``model.decoder_scales`` (not both: :meth:`worldmodel.model.svg.ModelConfig.validate` refuses that).
 
 * :class:`ProgressiveDecoder` (Karras et al. 2018): a ``toRGB`` head (1x1 conv + sigmoid) on the
   features at every resolution from 4 px to ``S / 2``, so that it can decode at a lower
@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wmcommon.checks import is_int
-from worldmodel.nets import Decoder, fade_in, full_size_only, init_weights
+from worldmodel.model.layers import fade_in
+from worldmodel.model.nets import Decoder, full_size_only, init_weights
 
 __all__ = ["MultiScaleDecoder", "ProgressiveDecoder"]
 
@@ -57,7 +58,7 @@ class ProgressiveDecoder(Decoder):
 
     Args:
         kind, image_size, channels, nf, g_dim, channels_last, pixel_norm: as for
-            :class:`~worldmodel.nets.Decoder`.
+            :class:`~worldmodel.model.nets.Decoder`.
 
     Attributes:
         to_rgb: ``{str(r): 1x1 conv + sigmoid}`` for ``r = 4, 8, ..., S/2`` (features of the level
@@ -117,7 +118,7 @@ class ProgressiveDecoder(Decoder):
         """Decode embeddings at ``resolution``, faded in by ``alpha``.
 
         Args:
-            g, terms: as for :meth:`worldmodel.nets.Decoder.forward`.
+            g, terms: as for :meth:`worldmodel.model.nets.Decoder.forward`.
             resolution: output size ``r`` (one of :attr:`resolutions`); None: the full size ``S``.
             alpha: PGGAN fade-in of ``r``: ``alpha * toRGB_r(f_r) + (1 - alpha) *
                 upsample_nearest(toRGB_{r/2}(f_{r/2}))``, where ``toRGB_S`` is the last level.
@@ -146,7 +147,7 @@ class MultiScaleDecoder(Decoder):
 
     Args:
         kind, image_size, channels, nf, g_dim, channels_last, pixel_norm: as for
-            :class:`~worldmodel.nets.Decoder`.
+            :class:`~worldmodel.model.nets.Decoder`.
         scales: ``N``, ``1 <= N <= num_levels(S)`` (the coarsest ``S / 2^(N-1) >= 8`` px).
 
     Attributes:
@@ -195,7 +196,7 @@ class MultiScaleDecoder(Decoder):
         """Every scale, coarse to fine.
 
         Args:
-            g, terms: as for :meth:`worldmodel.nets.Decoder.forward`.
+            g, terms: as for :meth:`worldmodel.model.nets.Decoder.forward`.
             resolution, alpha: only the full size (None or ``S``) with ``alpha = 1`` (no growing).
 
         Returns:

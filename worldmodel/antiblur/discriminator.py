@@ -8,7 +8,7 @@ Each ``D_k`` has a DeePSiM/DCGAN-like body: a 1x1 ``fromRGB`` conv, then strided
 the resolution down to 4x4 (channels doubling, capped), LeakyReLU everywhere, then an optional
 minibatch-stddev channel, a 3x3 conv, global average pooling and two FC layers (dropout between).
 Options: equalized learning rate layers, progressive growing (a ``fromRGB`` per input resolution
-and a fade-in of the newest block, see :mod:`worldmodel.pggan`).
+and a fade-in of the newest block, see :mod:`worldmodel.antiblur.pggan`).
 
 Frames are in ``[0, 1]`` and are mapped to ``[-1, 1]`` inside. The block outputs are returned on
 request so the discriminator can serve as a DeePSiM comparator.
@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wmcommon.checks import is_int
-from worldmodel.losses import multiscale
-from worldmodel.pggan import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, fade_in, resize_to
+from worldmodel.antiblur.pggan import EqualizedConv2d, EqualizedLinear, MinibatchStdDev
+from worldmodel.model.layers import fade_in, resize_to
+from worldmodel.training.losses import multiscale
 
 __all__ = [
     "DEFAULT_CONV_WIDTH",

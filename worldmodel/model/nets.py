@@ -28,16 +28,15 @@ compute:
 Weights are initialised as in SVG (``utils.init_weights``): conv and linear weights N(0, 0.02),
 BatchNorm scales N(1, 0.02), biases 0.
 
-The decoder here is the plain one; :mod:`worldmodel.decoders` wraps it into the progressively
+The decoder here is the plain one; :mod:`worldmodel.model.decoders` wraps it into the progressively
 growing decoder (PGGAN's ``toRGB`` heads and fade-in) and Mathieu et al.'s multi-scale decoder, and
-:mod:`worldmodel.gran` into GRAN's canvas decoder. Its one option from Progressive GANs (Karras et
-al. 2018), off by default, is ``pixel_norm``: pixelwise feature normalisation
+:mod:`worldmodel.model.gran` into GRAN's canvas decoder. Its one option from Progressive GANs
+(Karras et al. 2018), off by default, is ``pixel_norm``: pixelwise feature normalisation
 ``b = a / sqrt(mean_c(a^2) + 1e-8)`` (:class:`PixelNorm`) after the activation of every conv block
 of the decoder (the stem and every level except the final RGB output), as in PGGAN's generator.
 
-Also here, as building blocks shared by the model, its growing decoder and the discriminators:
-:class:`PixelNorm`, :func:`fade_in` (PGGAN's blend of a new layer) and :func:`resize_to` (frames
-average-pooled to a lower resolution). :mod:`worldmodel.pggan` re-exports them.
+The generic layers from PGGAN (:class:`PixelNorm`, :func:`fade_in`, :func:`resize_to`) are in
+:mod:`worldmodel.model.layers`.
 """
 
 from __future__ import annotations
@@ -50,18 +49,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from worldmodel.model.layers import PixelNorm
+
 __all__ = [
     "ENCODERS",
     "Decoder",
     "Encoder",
-    "PixelNorm",
     "count_params",
-    "fade_in",
     "full_size_only",
     "init_weights",
     "level_widths",
     "num_levels",
-    "resize_to",
 ]
 
 ENCODERS = ("dcgan", "vgg")
@@ -105,52 +103,6 @@ def init_weights(module: nn.Module) -> None:
     elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
-
-
-class PixelNorm(nn.Module):
-    """Pixelwise feature normalisation: ``b = a / sqrt(mean_c(a^2) + eps)`` over the channel dim 1.
-
-    Shapes: ``(B, C, ...) -> (B, C, ...)``.
-    """
-
-    def __init__(self, eps: float = 1e-8) -> None:
-        super().__init__()
-        self.eps = eps
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + self.eps)
-
-
-def fade_in(alpha: float, upsampled_old: Tensor, new: Tensor) -> Tensor:
-    """Blend a newly added layer in: ``alpha * new + (1 - alpha) * upsampled_old``.
-
-    ``alpha = 0`` gives the old (lower-resolution) path, ``alpha = 1`` the new layer only.
-    """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"fade-in alpha must be in [0, 1], got {alpha}")
-    if alpha == 1.0:
-        return new
-    if alpha == 0.0:
-        return upsampled_old
-    return torch.lerp(upsampled_old, new, alpha)
-
-
-def resize_to(x: Tensor, resolution: int) -> Tensor:
-    """Average-pool frames ``(..., C, H, W)`` down to ``resolution`` (an integer factor of H and W).
-
-    Returns ``x`` itself when it already has that size.
-    """
-    h, w = x.shape[-2:]
-    if h == resolution and w == resolution:
-        return x
-    if h != w or resolution > h or h % resolution != 0:
-        raise ValueError(
-            f"cannot downsample {h}x{w} frames to {resolution}x{resolution}: the target must divide "
-            "square frames by an integer factor"
-        )
-    lead = x.shape[:-3]
-    y = F.avg_pool2d(x.reshape(-1, *x.shape[-3:]), h // resolution)
-    return y.reshape(*lead, *y.shape[-3:])
 
 
 def _bn_act(channels: int, pixel_norm: bool = False) -> list[nn.Module]:
@@ -266,8 +218,9 @@ class Decoder(nn.Module):
         x = decoder(g, terms)                # g: (*lead, g_dim); lead_s broadcasts to lead
 
     or in one with :meth:`decode` when every frame has its own skips. This is the plain decoder; the
-    growing decoder and the multi-scale decoder of :mod:`worldmodel.decoders` and GRAN's canvas
-    decoder (:mod:`worldmodel.gran`) are built on it and read its features (:meth:`features`).
+    growing decoder and the multi-scale decoder of :mod:`worldmodel.model.decoders` and GRAN's
+    canvas decoder (:mod:`worldmodel.model.gran`) are built on it and read its features
+    (:meth:`features`).
 
     Args:
         kind, image_size, channels, nf, g_dim, channels_last: as for :class:`Encoder`.
@@ -395,8 +348,8 @@ class Decoder(nn.Module):
             terms: :meth:`skip_terms` output; each ``(*lead_s, c_i, R_i, R_i)`` with ``lead_s``
                 broadcastable to ``lead`` (same number of dims).
             resolution, alpha: the interface of the growing decoder
-                (:class:`worldmodel.decoders.ProgressiveDecoder`); here only the full size (None or
-                ``S``) with ``alpha = 1``.
+                (:class:`worldmodel.model.decoders.ProgressiveDecoder`); here only the full size
+                (None or ``S``) with ``alpha = 1``.
 
         Returns:
             ``(*lead, C, S, S)`` frames in [0, 1]; logits with ``logits``.

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from worldmodel.checkpoint import cleanup_stale_tmp, write_text_atomic
+from worldmodel.training.checkpoint import cleanup_stale_tmp, write_text_atomic
 
 __all__ = ["RunDirectory", "add_video", "config_text"]
 
