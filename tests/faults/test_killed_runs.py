@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -94,9 +95,17 @@ class Session:
         return returncode
 
 
-def _kill_at_random_moment(session: Session, rng: random.Random, kill: int, delay: float) -> str:
+def _kill_at_random_moment(
+    session: Session,
+    rng: random.Random,
+    kill: int,
+    delay: float,
+    progress: Callable[[], bool] | None = None,
+) -> str:
     """Kill number ``kill`` (0-based): during start-up for the kills in :data:`STARTUP_KILLS`
-    (0.3-1.5 s after the process started), else ``delay`` s after the start-up line.
+    (0.3-1.5 s after the process started), else ``delay`` s after the start-up line, or after
+    ``progress()`` first holds when it is given (e.g. "a new checkpoint was written": on a loaded
+    machine a fixed delay after the start-up line can land every kill before any work is done).
 
     Returns where it landed, ``"startup"`` or ``"working"``, after checking that the process was
     still running.
@@ -105,6 +114,10 @@ def _kill_at_random_moment(session: Session, rng: random.Random, kill: int, dela
         time.sleep(rng.uniform(0.3, 1.5))
     else:
         session.wait_ready()
+        deadline = time.monotonic() + 300
+        while progress is not None and not progress() and session.proc.poll() is None:
+            assert time.monotonic() < deadline, f"no progress after 300 s:\n{session.output}"
+            time.sleep(0.05)
         time.sleep(delay)
     where = "working" if session.seen.is_set() else "startup"
     if not session.kill():
@@ -149,8 +162,13 @@ def test_pretrain_killed_repeatedly_resumes_and_ends_like_an_uninterrupted_run(
             [*args, "resume=true", f"hydra.run.dir={run_dir}"],
             PRETRAIN_READY,
         )
+        before = ckpt.stat().st_mtime_ns if ckpt.exists() else None
+
+        def new_checkpoint(before: int | None = before) -> bool:
+            return ckpt.exists() and ckpt.stat().st_mtime_ns != before
+
         where = _kill_at_random_moment(
-            session, rng, working_kills + startup_kills, rng.uniform(0.0, 0.5)
+            session, rng, working_kills + startup_kills, rng.uniform(0.0, 0.5), new_checkpoint
         )
         working_kills += where == "working"
         startup_kills += where == "startup"
