@@ -246,8 +246,13 @@ def test_rl_loop_killed_repeatedly_loses_and_duplicates_no_episode(tmp_path):
     checked = 0
     while working_kills + startup_kills < KILLS:
         session = Session("agents.cem_planner", [*args, "resume=true"], LOOP_READY)
+        before = ckpt_path.stat().st_mtime_ns if ckpt_path.exists() else None
+
+        def new_checkpoint(before: int | None = before) -> bool:
+            return ckpt_path.exists() and ckpt_path.stat().st_mtime_ns != before
+
         where = _kill_at_random_moment(
-            session, rng, working_kills + startup_kills, rng.uniform(0.05, 0.8)
+            session, rng, working_kills + startup_kills, rng.uniform(0.05, 0.8), new_checkpoint
         )
         working_kills += where == "working"
         startup_kills += where == "startup"
