@@ -127,6 +127,13 @@ def _kill_at_random_moment(
     return where
 
 
+def _new_file_version(path: Path) -> Callable[[], bool]:
+    """A predicate that holds once ``path`` has been (re)written since this call (atomic writes
+    replace the file, so its mtime changes)."""
+    before = path.stat().st_mtime_ns if path.exists() else None
+    return lambda: path.exists() and path.stat().st_mtime_ns != before
+
+
 def _plant_leftovers(*directories: Path) -> list[Path]:
     """Temporary files as a write killed half-way leaves them (the kills themselves land in a
     write only now and then), so that every restart must clean up."""
@@ -162,13 +169,12 @@ def test_pretrain_killed_repeatedly_resumes_and_ends_like_an_uninterrupted_run(
             [*args, "resume=true", f"hydra.run.dir={run_dir}"],
             PRETRAIN_READY,
         )
-        before = ckpt.stat().st_mtime_ns if ckpt.exists() else None
-
-        def new_checkpoint(before: int | None = before) -> bool:
-            return ckpt.exists() and ckpt.stat().st_mtime_ns != before
-
         where = _kill_at_random_moment(
-            session, rng, working_kills + startup_kills, rng.uniform(0.0, 0.5), new_checkpoint
+            session,
+            rng,
+            working_kills + startup_kills,
+            rng.uniform(0.0, 0.5),
+            _new_file_version(ckpt),
         )
         working_kills += where == "working"
         startup_kills += where == "startup"
@@ -246,13 +252,12 @@ def test_rl_loop_killed_repeatedly_loses_and_duplicates_no_episode(tmp_path):
     checked = 0
     while working_kills + startup_kills < KILLS:
         session = Session("agents.cem_planner", [*args, "resume=true"], LOOP_READY)
-        before = ckpt_path.stat().st_mtime_ns if ckpt_path.exists() else None
-
-        def new_checkpoint(before: int | None = before) -> bool:
-            return ckpt_path.exists() and ckpt_path.stat().st_mtime_ns != before
-
         where = _kill_at_random_moment(
-            session, rng, working_kills + startup_kills, rng.uniform(0.05, 0.8), new_checkpoint
+            session,
+            rng,
+            working_kills + startup_kills,
+            rng.uniform(0.05, 0.8),
+            _new_file_version(ckpt_path),
         )
         working_kills += where == "working"
         startup_kills += where == "startup"
