@@ -97,6 +97,8 @@ ABLATIONS: tuple[Run, ...] = (
     Run("svg-mse-gdl", extra=("loss.gdl_weight=1.0",)),
     Run("svg-mse-pixelnorm", extra=("loss.pixel_norm=true",)),
     Run("svg-full-nogdl", loss="full", extra=(*_FULL, "loss.gdl_weight=0")),
+    # not anti-blur: the decoder composites the last context frame with its output (copy mask)
+    Run("svg-mse-composite", extra=("model.composite=true",), data=("cheetah", "video")),
 )
 ABLATION_REFERENCES = ("svg-mse", "svg-full")
 # the capacity series: (M, K) -> run name; M = K = 0.5 is svg-mse itself

@@ -35,6 +35,14 @@ growing decoder (PGGAN's ``toRGB`` heads and fade-in) and Mathieu et al.'s multi
 ``b = a / sqrt(mean_c(a^2) + 1e-8)`` (:class:`PixelNorm`) after the activation of every conv block
 of the decoder (the stem and every level except the final RGB output), as in PGGAN's generator.
 
+``composite`` (off by default; ``model.composite``) makes copying the easy start: the last level
+also predicts a mask ``m``, and the frame is ``m * x_skip + (1 - m) * x_gen``, the skip frame's
+pixels composited with the generated ones (the masks of Finn et al. 2016's CDNA and of SAVP, with
+one "copy" transformation). The skip frame rides as one more skip "level" after the encoder's
+(:meth:`Decoder.skip_terms` passes it through unchanged), so it is broadcast to every predicted
+frame like the other skip terms. The mask's bias starts at :data:`MASK_BIAS` (``m`` about 0.88):
+an untrained model predicts close to copy-last-frame and learns where to depart from it.
+
 The generic layers from PGGAN (:class:`PixelNorm`, :func:`fade_in`, :func:`resize_to`) are in
 :mod:`worldmodel.model.layers`.
 """
@@ -63,6 +71,7 @@ __all__ = [
 ]
 
 ENCODERS = ("dcgan", "vgg")
+MASK_BIAS = 2.0  # initial logit of the composite decoder's copy mask: sigmoid(2) = 0.88
 _SLOPE = 0.2  # LeakyReLU slope of the SVG nets
 
 
@@ -227,6 +236,10 @@ class Decoder(nn.Module):
         pixel_norm: PGGAN pixel norm after every conv block but the RGB output.
         logits: no final sigmoid: :meth:`forward` returns logits (unbounded) instead of frames in
             [0, 1] (GRAN's canvas increments, the multi-scale decoder's finest residual).
+        composite: the last level also predicts a copy mask ``m``; the frame is ``m * x_skip +
+            (1 - m) * x_gen`` with ``x_skip`` the skip frame's pixels, which :meth:`skip_terms`
+            then takes as one more skip after the encoder's (see the module docstring). Not
+            with ``logits``.
     """
 
     def __init__(
@@ -239,14 +252,19 @@ class Decoder(nn.Module):
         channels_last: bool = False,
         pixel_norm: bool = False,
         logits: bool = False,
+        composite: bool = False,
     ) -> None:
         super().__init__()
         _check_kind(kind)
+        if logits and composite:
+            raise ValueError("a composite decoder outputs frames, not logits")
         self.kind, self.g_dim, self.channels_last = kind, g_dim, channels_last
         self.channels, self.image_size = channels, image_size
-        self.pixel_norm, self.logits = pixel_norm, logits
+        self.pixel_norm, self.logits, self.composite = pixel_norm, logits, composite
         self.widths = widths = level_widths(nf, num_levels(image_size))
-        rgb_act = nn.Identity if logits else nn.Sigmoid
+        # the composite decoder's last level: C colour logits and a mask logit, composited in
+        # features(); otherwise C channels through a sigmoid (or none for logits)
+        rgb_act = nn.Identity if logits or composite else nn.Sigmoid
         pn = pixel_norm
         # == SVG's ConvTranspose2d(g_dim, 8nf, 4) from 1x1 to 4x4, then BatchNorm + LeakyReLU
         self.stem = nn.Sequential(
@@ -257,7 +275,7 @@ class Decoder(nn.Module):
         levels = []
         for i, w in enumerate(widths):  # level i takes (w, S_i, S_i) plus the skip of level i
             last = i == 0
-            c_out = channels if last else widths[i - 1]
+            c_out = (channels + composite) if last else widths[i - 1]
             if kind == "dcgan":  # (w, r, r) -> (c_out, 2r, 2r)
                 main = nn.ConvTranspose2d(w, c_out, 4, 2, 1, bias=last)
                 skip = nn.ConvTranspose2d(w, c_out, 4, 2, 1, bias=False)
@@ -276,6 +294,10 @@ class Decoder(nn.Module):
                 levels.append(_UpLevel(True, main, skip, nn.Sequential(*post)))
         self.levels = nn.ModuleList(levels)
         self.apply(init_weights)
+        if composite:
+            out = levels[0].main if kind == "dcgan" else levels[0].post[-2]
+            with torch.no_grad():
+                out.bias[channels] = MASK_BIAS
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -289,13 +311,19 @@ class Decoder(nn.Module):
 
         Args:
             skips: the encoder's skip features, one ``(*lead, w_i, S_i, S_i)`` per level (any leading
-                dims, e.g. ``(B, K)`` for K context frames).
+                dims, e.g. ``(B, K)`` for K context frames); for a ``composite`` decoder followed by
+                the skip frame itself, ``(*lead, C, S, S)``.
 
         Returns:
-            One ``(*lead, c_i, R_i, R_i)`` per level, to pass to :meth:`forward`.
+            One ``(*lead, c_i, R_i, R_i)`` per level, to pass to :meth:`forward` (and the skip
+            frame, unchanged, for a ``composite`` decoder).
         """
-        if len(skips) != len(self.levels):
-            raise ValueError(f"expected {len(self.levels)} skip tensors, got {len(skips)}")
+        want = len(self.levels) + self.composite
+        if len(skips) != want:
+            what = " (the encoder's and the skip frame)" if self.composite else ""
+            raise ValueError(f"expected {want} skip tensors{what}, got {len(skips)}")
+        if self.composite:
+            *skips, frame = skips
         terms = []
         for level, s in zip(self.levels, skips, strict=True):
             lead = s.shape[:-3]
@@ -304,6 +332,8 @@ class Decoder(nn.Module):
                 s = s.contiguous(memory_format=torch.channels_last)
             t = level.skip(s)
             terms.append(t.view(*lead, *t.shape[1:]))
+        if self.composite:
+            terms.append(frame)
         return terms
 
     def features(
@@ -332,7 +362,18 @@ class Decoder(nn.Module):
             pre = level.main(d)
             pre = pre.view(*lead, *pre.shape[1:]) + terms[i]  # broadcast the shared skip term
             d = level.post(pre.reshape(-1, *pre.shape[-3:]))
+            if i == 0 and self.composite:
+                d = self._composite(d.view(*lead, *d.shape[1:]), terms[-1])
+                d = d.reshape(-1, *d.shape[-3:])
             yield i, d
+
+    def _composite(self, out: Tensor, frame: Tensor) -> Tensor:
+        """``(*lead, C + 1, S, S)`` colour and mask logits, skip frame ``(*lead_s, C, S, S)`` ->
+        ``m * frame + (1 - m) * sigmoid(colour)`` with ``m = sigmoid(mask)``."""
+        c = self.channels
+        gen = torch.sigmoid(out[..., :c, :, :])
+        mask = torch.sigmoid(out[..., c:, :, :])
+        return torch.lerp(gen, frame.to(gen.dtype), mask)
 
     def forward(
         self,

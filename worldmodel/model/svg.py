@@ -105,6 +105,10 @@ class ModelConfig:
     # GRAN's recurrent canvas (worldmodel.model.gran), the frame drawn in gran_steps increments.
     decoder: str = "dcgan"
     gran_steps: int = 4  # T, GRAN's drawing steps (used by decoder="gran")
+    # the decoder also predicts a mask that composites the skip frame's pixels with the generated
+    # ones (m * x_skip + (1 - m) * x_gen, worldmodel.model.nets): copying is the easy start. Plain
+    # decoder only (decoder="dcgan", decoder_scales=1, no progressive_heads).
+    composite: bool = False
 
     @property
     def units(self) -> int:
@@ -144,7 +148,7 @@ class ModelConfig:
             value, low = getattr(self, name), 0 if name == "action_embed" else 1
             if not is_int(value, low):
                 raise ValueError(f"model.{name}={value!r}; expected an integer >= {low}")
-        for name in ("pixel_norm", "progressive_heads"):
+        for name in ("pixel_norm", "progressive_heads", "composite"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"model.{name}={getattr(self, name)!r}; expected true or false")
         if self.decoder_scales > 1 and self.progressive_heads:
@@ -165,6 +169,15 @@ class ModelConfig:
                 f"decoder (model.decoder_scales={self.decoder_scales}); set model.decoder_scales=1 "
                 "or model.decoder=dcgan"
             )
+        if self.composite and (
+            self.decoder != "dcgan" or self.decoder_scales > 1 or self.progressive_heads
+        ):
+            raise ValueError(
+                "model.composite=true needs the plain decoder (model.decoder=dcgan, "
+                "model.decoder_scales=1, no progressive growing: loss.progressive.enabled=false); "
+                f"got decoder={self.decoder!r}, decoder_scales={self.decoder_scales}, "
+                f"progressive_heads={self.progressive_heads}"
+            )
         return self
 
 
@@ -182,7 +195,8 @@ class ModelState:
     Attributes:
         embedding: ``(B, g_dim)``, the next step's input ``h``: the encoder embedding of the last
             observed frame (or, during latent imagination, the last predicted embedding).
-        skips: encoder features of the last observed frame, ``(B, w_i, S_i, S_i)`` per level.
+        skips: encoder features of the last observed frame, ``(B, w_i, S_i, S_i)`` per level
+            (with ``model.composite``, then the frame itself, ``(B, C, S, S)``).
         predictor: frame predictor LSTM ``(h, c)``, each ``(B, layers, units)``; None for "cnn".
         prior: learned prior LSTM state; None unless "svg".
         posterior: posterior LSTM state; None unless "svg".
@@ -422,7 +436,7 @@ class WorldModel(nn.Module):
                 **conv, pixel_norm=cfg.pixel_norm, scales=cfg.decoder_scales
             )
         else:
-            self.decoder = Decoder(**conv, pixel_norm=cfg.pixel_norm)
+            self.decoder = Decoder(**conv, pixel_norm=cfg.pixel_norm, composite=cfg.composite)
 
         if action_dim > 0 and cfg.action_embed > 0:
             self.action_net: nn.Module | None = nn.Sequential(
@@ -493,10 +507,14 @@ class WorldModel(nn.Module):
             )
 
     def _encode(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """``(B, T, C, S, S)`` -> ``h (B, T, g)`` and skips ``(B, T, w_i, S_i, S_i)``, one encoder call."""
+        """``(B, T, C, S, S)`` -> ``h (B, T, g)`` and skips ``(B, T, w_i, S_i, S_i)``, one encoder
+        call; with ``model.composite`` the frames themselves follow as the last skip."""
         b, t = x.shape[:2]
         h, skips = self.encoder(x.reshape(b * t, *x.shape[2:]))
-        return h.view(b, t, -1), [s.view(b, t, *s.shape[1:]) for s in skips]
+        skips = [s.view(b, t, *s.shape[1:]) for s in skips]
+        if self.cfg.composite:
+            skips.append(x)
+        return h.view(b, t, -1), skips
 
     @staticmethod
     def _gaussian(head: nn.Module, features: Tensor) -> tuple[Tensor, Tensor]:
