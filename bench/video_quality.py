@@ -6,6 +6,7 @@
     python bench/video_quality.py --quick              # the whole pipeline on tiny settings
     python bench/video_quality.py --runs svg-full --train-only   # train now, evaluate later
     python bench/video_quality.py --eval-only          # evaluate the finished runs only
+    python bench/video_quality.py --data video --video-src DIR --results OUT   # real video only
 
 Stages, each skipped when its output is already there (so a killed run is resumed by running the
 same command again):
@@ -89,8 +90,8 @@ RUNS: tuple[Run, ...] = (
     Run("svg-mse-M1-K1", M=1.0, K=1.0),
     Run("gran-full", loss="full", extra=(*_FULL, "model.decoder=gran", "model.gran_steps=2")),
 )
-# Anti-blur ablations (result 3: which part of loss=full helps and which hurts), one change each
-# against svg-mse or svg-full. ``--runs ablations`` trains them; they are evaluated in a report of
+# Ablations, one change each against svg-mse or svg-full: the anti-blur terms (result 3: which
+# part of loss=full helps and which hurts) and the composite decoder (result 5: copying made easy). ``--runs ablations`` trains them; they are evaluated in a report of
 # their own next to svg-mse and svg-full (same clips and seeds) and kept out of the csv, whose run
 # names are a contract.
 ABLATIONS: tuple[Run, ...] = (
@@ -120,6 +121,7 @@ class Settings:
     env: str
     video_src: Path | None
     runs: list[Run] = field(default_factory=list)
+    control: bool = True  # the control data (``--env``); False with ``--data video``
     train_only: bool = False
     eval_only: bool = False
     train_episodes: int = 100
@@ -622,16 +624,18 @@ def write_results(
             md += [f"![{img}]({img})", ""]
     for data, arows in (ablations or {}).items():
         md += [
-            f"## Anti-blur ablations ({data})",
+            f"## Ablations ({data})",
             "",
-            "Which part of `loss=full` helps and which hurts: one change each against svg-mse "
-            "or svg-full (overrides under Runs), evaluated together with both in a report of "
-            "their own (same clips and samples as above; not in the csv). In brackets: the "
-            "difference from svg-mse.",
+            "One change each against svg-mse or svg-full (overrides under Runs): which part of "
+            "`loss=full` helps and which hurts, and the composite decoder (`model.composite`), "
+            "evaluated together with both in a report of their own (same clips and samples as "
+            "above; not in the csv). In brackets: the difference from svg-mse.",
             "",
         ]
         md += [f"- {line}" for line in ablation_findings(arows)] + [""]
         md += _table(arows) + [""]
+        md += ["PSNR, mean over samples, per predicted step:", ""]
+        md += _per_step(arows, "psnr_mean", 2) + [""]
     md += ["## Runs", "", "| data | run | pretrain overrides |", "|---|---|---|"]
     for data, run in meta["runs"]:
         md.append(f"| {data} | {run.name} | `{' '.join(run.overrides())}` |")
@@ -677,6 +681,13 @@ def parse(argv: list[str] | None = None) -> Settings:
     p.add_argument("--video-src", type=Path, default=None, help="a folder of your own videos")
     p.add_argument("--env", default="cheetah", help="environment preset of the control data")
     p.add_argument(
+        "--data",
+        default="all",
+        choices=["all", "control", "video"],
+        help="which data sets: the control data (--env), the real video (--video-src) or all "
+        "(default; the video only with --video-src)",
+    )
+    p.add_argument(
         "--train-only",
         action="store_true",
         help="stop after training (run the command again without it to evaluate every run)",
@@ -712,6 +723,11 @@ def parse(argv: list[str] | None = None) -> Settings:
     )
     if a.train_only and a.eval_only:
         p.error("--train-only and --eval-only exclude each other")
+    if a.data == "video" and a.video_src is None:
+        p.error("--data video needs --video-src DIR")
+    if a.data == "control":
+        s.video_src = None
+    s.control = a.data != "video"
     if a.quick:
         s.train_episodes, s.test_episodes = 3, 2
         s.batch = (
@@ -740,7 +756,7 @@ def _data_of(s: Settings, run: Run) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     s = parse(argv)
-    data_dirs = {s.env: ensure_cheetah(s)}
+    data_dirs = {s.env: ensure_cheetah(s)} if s.control else {}
     video = ensure_video(s)
     if video is not None:
         data_dirs["video"] = video

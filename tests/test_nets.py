@@ -97,3 +97,54 @@ def test_channels_last_same_function(kind):
     (ha, sa), (hb, sb) = a[0](frames), b[0](frames)
     torch.testing.assert_close(ha, hb, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(a[1].decode(ha, sa), b[1].decode(hb, sb), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["dcgan", "vgg"])
+def test_composite_decoder_blends_the_skip_frame_with_the_plain_output(kind):
+    """composite: out = m * frame + (1 - m) * x_gen, x_gen the plain decoder's frame (same
+    weights in the first C channels); a saturated mask gives exactly one or the other."""
+    torch.manual_seed(0)
+    enc = Encoder(kind, 32, 3, 4, 6).eval()
+    plain = Decoder(kind, 32, 3, 4, 6).eval()
+    comp = Decoder(kind, 32, 3, 4, 6, composite=True).eval()
+    frame = torch.rand(2, 3, 32, 32)
+    h, skips = enc(frame)
+    with torch.no_grad():
+        for p, q in zip(comp.parameters(), plain.parameters(), strict=True):
+            if p.shape == q.shape:
+                p.copy_(q)
+            else:  # the last level: colour rows / columns from the plain decoder, mask row zero
+                # ConvTranspose2d weights are (in, out, k, k); Conv2d weights and biases out first
+                dim = 1 if kind == "dcgan" and p.dim() == 4 else 0
+                p.zero_()
+                p.narrow(dim, 0, 3).copy_(q)
+        out = comp.levels[0].main if kind == "dcgan" else comp.levels[0].post[-2]
+        gen = plain.decode(h, skips)
+        for bias, want in ((-100.0, gen), (100.0, frame)):
+            out.bias[3] = bias
+            torch.testing.assert_close(comp.decode(h, [*skips, frame]), want)
+        out.bias[3] = 0.0  # m = 1/2
+        torch.testing.assert_close(comp.decode(h, [*skips, frame]), (gen + frame) / 2)
+    with pytest.raises(ValueError, match="expected 4 skip tensors"):
+        comp.decode(h, skips)
+    with pytest.raises(ValueError, match="not logits"):
+        Decoder(kind, 32, 3, 4, 6, logits=True, composite=True)
+
+
+def test_composite_decoder_starts_close_to_copying():
+    """The mask's bias starts at MASK_BIAS: an untrained decoder mostly copies its skip frame."""
+    from worldmodel.model.nets import MASK_BIAS
+
+    torch.manual_seed(0)
+    enc, dec = (
+        Encoder("dcgan", 32, 3, 4, 6).eval(),
+        Decoder("dcgan", 32, 3, 4, 6, True, composite=True),
+    )
+    frame = torch.rand(4, 3, 32, 32)
+    h, skips = enc(frame)
+    with torch.no_grad():
+        y = dec.eval().decode(h, [*skips, frame])
+    m = torch.sigmoid(torch.tensor(MASK_BIAS))
+    # |y - frame| = (1 - m) |x_gen - frame|, x_gen close to 1/2 at initialisation
+    assert (y - frame).abs().mean() < (1 - m) * 0.5
+    assert (y - frame).abs().mean() > 0

@@ -295,3 +295,63 @@ def test_bf16_autocast_states_mix_with_fp32(model_config):
     assert half.reward.dtype == half.frames.dtype == torch.float32
     assert torch.isfinite(half.reward).all() and torch.isfinite(half.frames).all()
     assert (half.reward - full.reward).abs().max() < 0.1  # bf16 rounding only
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(decoder="gran"), dict(decoder_scales=2), dict(progressive_heads=True)],
+)
+def test_composite_needs_the_plain_decoder(overrides):
+    with pytest.raises(ValueError, match="model.composite=true needs the plain decoder"):
+        ModelConfig(composite=True, **overrides).validate()
+
+
+def test_composite_model_carries_its_skip_frame(model_config):
+    """model.composite: the state's last skip is the observed frame itself; training, observe and
+    imagine (decoded) work with it, and every parameter gets a gradient."""
+    torch.manual_seed(0)
+    model = WorldModel(model_config("tiny", composite=True), 64, 2)
+    obs, action, reward = make_batch(b=2, length=6)
+    out = model(obs, action, reward, n_past=2)
+    loss = (out.frames - out.target).pow(2).mean() + out.reward.pow(2).mean()
+    loss = loss + (out.posterior_mu - out.prior_mu).pow(2).mean()
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    model.eval()
+    with torch.no_grad():
+        state = model.observe(obs[:, :3], action[:, :2])
+        assert len(state.skips) == len(model.decoder.levels) + 1
+        torch.testing.assert_close(state.skips[-1], obs[:, 2].float() / 255)
+        part = model.observe(
+            obs[:, 3:], action[:, 2:], state=model.observe(obs[:, :3], action[:, :2])
+        )
+        torch.testing.assert_close(part.skips[-1], obs[:, -1].float() / 255)
+        im = model.imagine(state.index(0), torch.rand(4, 3, 2), samples=2, decode=True)
+    assert im.frames.shape == (4, 2, 3, 3, 64, 64)
+    assert 0 <= im.frames.min() and im.frames.max() <= 1
+
+
+def test_composite_model_learns_to_copy_a_static_texture(model_config):
+    """On video of a still random texture (which a plain decoder cannot draw from a 16-d
+    embedding), a few gradient steps move the composite model's prediction towards the copy: its
+    mask learns to keep the skip frame."""
+    torch.manual_seed(0)
+    model = WorldModel(model_config("tiny", composite=True), 64, 0)
+    g = torch.Generator().manual_seed(1)
+    texture = torch.randint(0, 256, (2, 1, 3, 64, 64), dtype=torch.uint8, generator=g)
+    obs = texture.expand(-1, 4, -1, -1, -1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def error() -> float:
+        with torch.no_grad():
+            out = model.eval()(obs, n_past=2)
+        return (out.frames - out.target).abs().mean().item()
+
+    before = error()
+    for _ in range(20):
+        out = model.train()(obs, n_past=2)
+        opt.zero_grad()
+        (out.frames - out.target).pow(2).mean().backward()
+        opt.step()
+    assert error() < 0.5 * before

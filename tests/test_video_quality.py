@@ -79,7 +79,7 @@ def test_quick_pipeline_writes_the_contracted_results(tmp_path):
     assert list(results.glob("video_quality_quick_stub_*.png"))
     # an ablation is evaluated in a report of its own next to svg-mse, and kept out of the csv
     assert "svg-mse-gdl" not in {r[1] for r in rows[1:]}
-    assert "## Anti-blur ablations (stub)" in md and "- svg-mse-gdl: PSNR" in md
+    assert "## Ablations (stub)" in md and "- svg-mse-gdl: PSNR" in md
     assert (tmp_path / "work" / "eval" / "stub-ablations" / "report.json").is_file()
 
     # resumable: a second call trains nothing and reuses the evaluation
@@ -93,6 +93,13 @@ def test_quick_pipeline_writes_the_contracted_results(tmp_path):
     md = (results / "video_quality_quick.md").read_text()
     assert "left out of the tables): stub/cnn-mse" in md
     assert "| cnn-mse |" not in md
+
+    # --data video: the real video alone (no control data needed), into another results folder
+    only = tmp_path / "video_only"
+    argv[argv.index("--results") + 1] = str(only)
+    assert vq.main([*argv, "--data", "video", "--eval-only"]) == 0
+    md = (only / "video_quality_quick.md").read_text()
+    assert "## video" in md and "## stub" not in md
 
 
 def test_run_overrides_and_unknown_runs():
@@ -115,3 +122,7 @@ def test_run_overrides_and_unknown_runs():
         vq.parse(["--runs", "nope"])
     with pytest.raises(SystemExit):
         vq.parse(["--train-only", "--eval-only"])
+    with pytest.raises(SystemExit):  # the real video needs its files
+        vq.parse(["--data", "video"])
+    assert not vq.parse(["--data", "video", "--video-src", "v"]).control
+    assert vq.parse(["--data", "control", "--video-src", "v"]).video_src is None
