@@ -33,7 +33,7 @@ run: setup
 	$(PY) -m agents.cem_planner env=cheetah $(ARGS)
 
 test: setup
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q --durations=15 $(ARGS)
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
