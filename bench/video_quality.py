@@ -511,13 +511,22 @@ def findings(rows: list[dict], reports: dict[str, dict], control: str = "cheetah
 
 def ablation_findings(rows: list[dict]) -> list[str]:
     """One line per run of an ablation report: its PSNR, SSIM, SWD and sharpness, each with its
-    difference from svg-mse's in the same report (same clips, same samples)."""
+    difference from svg-mse's in the same report (same clips, same samples), and whether its
+    PSNR beats copy-last-frame's (svg-mse's too)."""
     ref = next((r for r in rows if r["run"] == "svg-mse"), None)
     if ref is None:
         return ["(svg-mse is not trained: nothing to compare against)"]
+    copy = next((r for r in rows if r["run"] == COPY), None)
     out = []
     for r in rows:
-        if r["run"] in (COPY, "svg-mse"):
+        if r["run"] == COPY:
+            continue
+        if r["run"] == "svg-mse":
+            if copy and r["psnr_mean"] is not None and copy["psnr_mean"] is not None:
+                out.append(
+                    f"svg-mse: PSNR {r['psnr_mean']:.2f} against copy-last-frame's "
+                    f"{copy['psnr_mean']:.2f} (beats it: {'yes' if r['psnr_mean'] > copy['psnr_mean'] else 'NO'})"
+                )
             continue
         parts = []
         for key, digits, label in (
@@ -531,6 +540,9 @@ def ablation_findings(rows: list[dict]) -> list[str]:
                 parts.append(f"{label} not measured")
             else:
                 parts.append(f"{label} {a:.{digits}f} ({a - b:+.{digits}f})")
+        if copy and r["psnr_mean"] is not None and copy["psnr_mean"] is not None:
+            beats = "yes" if r["psnr_mean"] > copy["psnr_mean"] else "NO"
+            parts.append(f"beats copy-last-frame's PSNR {copy['psnr_mean']:.2f}: {beats}")
         out.append(f"{r['run']}: " + ", ".join(parts))
     return out
 

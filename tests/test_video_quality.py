@@ -126,3 +126,20 @@ def test_run_overrides_and_unknown_runs():
         vq.parse(["--data", "video"])
     assert not vq.parse(["--data", "video", "--video-src", "v"]).control
     assert vq.parse(["--data", "control", "--video-src", "v"]).video_src is None
+
+
+def test_ablation_findings_compare_with_svg_mse_and_copy():
+    vq = _load()
+
+    def row(run, psnr, ssim=0.8, swd=30.0, sharp=0.9):
+        return dict(run=run, psnr_mean=psnr, ssim_mean=ssim, swd=swd, sharpness=sharp)
+
+    lines = vq.ablation_findings(
+        [row(vq.COPY, 23.09), row("svg-mse", 22.97), row("svg-mse-composite", 24.5, 0.85)]
+    )
+    assert lines[0] == "svg-mse: PSNR 22.97 against copy-last-frame's 23.09 (beats it: NO)"
+    assert lines[1].startswith("svg-mse-composite: PSNR 24.50 (+1.53), SSIM 0.850 (+0.050)")
+    assert lines[1].endswith("beats copy-last-frame's PSNR 23.09: yes")
+    assert vq.ablation_findings([row(vq.COPY, 23.0)]) == [
+        "(svg-mse is not trained: nothing to compare against)"
+    ]
