@@ -73,3 +73,22 @@ def model_config() -> Callable[..., object]:
         return ModelConfig(**{**values, **overrides}).validate()
 
     return make
+
+
+@pytest.fixture(scope="session")
+def bench_script() -> Callable[[str], object]:
+    """``bench_script("video_quality")``: the module of ``bench/<name>.py`` (a script, not a package
+    module), loaded once and registered in ``sys.modules`` under its name."""
+    import importlib.util
+    import sys
+
+    def load(name: str) -> object:
+        if name not in sys.modules:
+            path = CONFIG_DIR.parent / "bench" / f"{name}.py"
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        return sys.modules[name]
+
+    return load

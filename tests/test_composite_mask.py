@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from worldmodel.model.svg import WorldModel
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location(
-        "composite_mask", ROOT / "bench" / "composite_mask.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["composite_mask"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_mask_stats(model_config):
-    cm = _load()
+def test_mask_stats(model_config, bench_script):
+    cm = bench_script("composite_mask")
     torch.manual_seed(0)
     model = WorldModel(model_config("tiny", composite=True), 64, 0).eval()
     g = torch.Generator().manual_seed(0)

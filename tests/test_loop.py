@@ -579,16 +579,11 @@ def test_format_duration():
     assert loop.format_duration(3725) == "1:02:05"
 
 
-def test_rl_curves_reports_a_run(tiny, tmp_path):
+def test_rl_curves_reports_a_run(tiny, tmp_path, bench_script):
     """bench/rl_curves.py turns a run directory into the contracted csv, a markdown report and a
     plot."""
-    import importlib.util
-
     loop.run(tiny("episodes=4", "eval_every=1"), tmp_path / "run")
-    path = Path(__file__).resolve().parents[1] / "bench" / "rl_curves.py"
-    spec = importlib.util.spec_from_file_location("rl_curves", path)
-    rl_curves = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rl_curves)
+    rl_curves = bench_script("rl_curves")
     out = tmp_path / "results"
     rl_curves.main(["--run", f"stub={tmp_path / 'run'}", "--out", str(out)])
     rows = (out / "rl_stub.csv").read_text().splitlines()

@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location(
-        "video_quality", ROOT / "bench" / "video_quality.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["video_quality"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _moving_square_video(path: Path, frames: int = 60) -> None:
@@ -36,8 +22,8 @@ def _moving_square_video(path: Path, frames: int = 60) -> None:
 
 
 @pytest.mark.slow
-def test_quick_pipeline_writes_the_contracted_results(tmp_path):
-    vq = _load()
+def test_quick_pipeline_writes_the_contracted_results(tmp_path, bench_script):
+    vq = bench_script("video_quality")
     videos = tmp_path / "videos"
     videos.mkdir()
     _moving_square_video(videos / "square.mp4")
@@ -102,8 +88,8 @@ def test_quick_pipeline_writes_the_contracted_results(tmp_path):
     assert "## video" in md and "## stub" not in md
 
 
-def test_run_overrides_and_unknown_runs():
-    vq = _load()
+def test_run_overrides_and_unknown_runs(bench_script):
+    vq = bench_script("video_quality")
     names = [r.name for r in vq.RUNS]
     assert {"svg-mse", "svg-mse-noaction", "lstm-mse", "cnn-mse", "svg-full", "gran-full"} <= set(
         names
@@ -128,8 +114,8 @@ def test_run_overrides_and_unknown_runs():
     assert vq.parse(["--data", "control", "--video-src", "v"]).video_src is None
 
 
-def test_ablation_findings_compare_with_svg_mse_and_copy():
-    vq = _load()
+def test_ablation_findings_compare_with_svg_mse_and_copy(bench_script):
+    vq = bench_script("video_quality")
 
     def row(run, psnr, ssim=0.8, swd=30.0, sharp=0.9):
         return dict(run=run, psnr_mean=psnr, ssim_mean=ssim, swd=swd, sharpness=sharp)
