@@ -91,9 +91,10 @@ RUNS: tuple[Run, ...] = (
     Run("gran-full", loss="full", extra=(*_FULL, "model.decoder=gran", "model.gran_steps=2")),
 )
 # Ablations, one change each against svg-mse or svg-full: the anti-blur terms (result 3: which
-# part of loss=full helps and which hurts) and the composite decoder (result 5: copying made easy). ``--runs ablations`` trains them; they are evaluated in a report of
-# their own next to svg-mse and svg-full (same clips and seeds) and kept out of the csv, whose run
-# names are a contract.
+# part of loss=full helps and which hurts) and the composite decoder (result 5: copying made
+# easy). ``--runs ablations`` trains them; they are evaluated in a report of their own next to
+# svg-mse and svg-full (same clips and seeds) and kept out of the csv, whose run names are a
+# contract.
 ABLATIONS: tuple[Run, ...] = (
     Run("svg-mse-gdl", extra=("loss.gdl_weight=1.0",)),
     Run("svg-mse-pixelnorm", extra=("loss.pixel_norm=true",)),
@@ -517,15 +518,23 @@ def ablation_findings(rows: list[dict]) -> list[str]:
     if ref is None:
         return ["(svg-mse is not trained: nothing to compare against)"]
     copy = next((r for r in rows if r["run"] == COPY), None)
+
+    def beats_copy(r: dict) -> str | None:
+        """ "yes" / "NO": does ``r``'s mean PSNR beat copy-last-frame's (None: not measured)."""
+        if copy is None or r["psnr_mean"] is None or copy["psnr_mean"] is None:
+            return None
+        return "yes" if r["psnr_mean"] > copy["psnr_mean"] else "NO"
+
     out = []
     for r in rows:
         if r["run"] == COPY:
             continue
+        verdict = beats_copy(r)
         if r["run"] == "svg-mse":
-            if copy and r["psnr_mean"] is not None and copy["psnr_mean"] is not None:
+            if verdict:
                 out.append(
                     f"svg-mse: PSNR {r['psnr_mean']:.2f} against copy-last-frame's "
-                    f"{copy['psnr_mean']:.2f} (beats it: {'yes' if r['psnr_mean'] > copy['psnr_mean'] else 'NO'})"
+                    f"{copy['psnr_mean']:.2f} (beats it: {verdict})"
                 )
             continue
         parts = []
@@ -540,9 +549,8 @@ def ablation_findings(rows: list[dict]) -> list[str]:
                 parts.append(f"{label} not measured")
             else:
                 parts.append(f"{label} {a:.{digits}f} ({a - b:+.{digits}f})")
-        if copy and r["psnr_mean"] is not None and copy["psnr_mean"] is not None:
-            beats = "yes" if r["psnr_mean"] > copy["psnr_mean"] else "NO"
-            parts.append(f"beats copy-last-frame's PSNR {copy['psnr_mean']:.2f}: {beats}")
+        if verdict:
+            parts.append(f"beats copy-last-frame's PSNR {copy['psnr_mean']:.2f}: {verdict}")
         out.append(f"{r['run']}: " + ", ".join(parts))
     return out
 
