@@ -33,10 +33,10 @@ run: setup
 	$(PY) -m agents.cem_planner env=cheetah $(ARGS)
 
 test: setup
-	$(PY) -m pytest -q --durations=15 $(ARGS)
+	$(PY) -m pytest -q -n auto --dist loadfile --durations=15 $(ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+	$(PY) -m pytest -q -n auto --dist loadfile -m "not slow" $(ARGS)
 
 bench: setup
 	for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

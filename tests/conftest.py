@@ -18,6 +18,16 @@ import yaml  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs one worker per core) each worker gets an equal share
+    of the cores as torch threads: more would oversubscribe the machine, and OpenMP's waiting
+    threads make the tests' small ops many times slower on a loaded core."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
 #: The smallest world model the tests build (shapes, plumbing, checkpoints, planning calls).
 TOY_MODEL = dict(rnn_units=16, nf=4, g_dim=8, z_dim=2, reward_hidden=8)
 
