@@ -99,6 +99,10 @@ ABLATIONS: tuple[Run, ...] = (
     Run("svg-mse-gdl", extra=("loss.gdl_weight=1.0",)),
     Run("svg-mse-pixelnorm", extra=("loss.pixel_norm=true",)),
     Run("svg-full-nogdl", loss="full", extra=(*_FULL, "loss.gdl_weight=0")),
+    # GDL with alpha = 2: the squared gradient difference (alpha = 1 is an L1 loss on gradient
+    # magnitudes, whose optimum under an uncertain edge position is the median, i.e. flat)
+    Run("svg-mse-gdl2", extra=("loss.gdl_weight=1.0", "loss.gdl_alpha=2")),
+    Run("svg-full-gdl2", loss="full", extra=(*_FULL, "loss.gdl_alpha=2")),
     # not anti-blur: the decoder composites the last context frame with its output (copy mask)
     Run("svg-mse-composite", extra=("model.composite=true",), data=("cheetah", "video")),
 )
