@@ -78,6 +78,8 @@ class Run:
 # loss=full here: progressive growing off (its 10,000-step phases would keep a run of this budget
 # below full resolution); everything else is the preset.
 _FULL = ("loss.progressive.enabled=false",)
+# loss=full's GDL with alpha = 2 and no pixel norm: the base of the one-term-more ablations
+_GDL2 = ("loss.gdl_alpha=2", "loss.pixel_norm=false")
 # in the order they are trained (most important first; the costliest last)
 RUNS: tuple[Run, ...] = (
     Run("svg-mse", data=("cheetah", "video")),
@@ -103,6 +105,9 @@ ABLATIONS: tuple[Run, ...] = (
     # magnitudes, whose optimum under an uncertain edge position is the median, i.e. flat)
     Run("svg-mse-gdl2", extra=("loss.gdl_weight=1.0", "loss.gdl_alpha=2")),
     Run("svg-full-gdl2", loss="full", extra=(*_FULL, "loss.gdl_alpha=2")),
+    # svg-mse-gdl2 plus one more term of loss=full each (its settings; no pixel norm)
+    Run("svg-mse-gdl2-adv", loss="full", extra=(*_FULL, *_GDL2, "loss.feature_weight=0")),
+    Run("svg-mse-gdl2-feat", loss="full", extra=(*_FULL, *_GDL2, "loss.adv_weight=0")),
     # not anti-blur: the decoder composites the last context frame with its output (copy mask)
     Run("svg-mse-composite", extra=("model.composite=true",), data=("cheetah", "video")),
 )
