@@ -105,6 +105,7 @@ ABLATIONS: tuple[Run, ...] = (
     # magnitudes, whose optimum under an uncertain edge position is the median, i.e. flat)
     Run("svg-mse-gdl2", extra=("loss.gdl_weight=1.0", "loss.gdl_alpha=2")),
     Run("svg-full-gdl2", loss="full", extra=(*_FULL, "loss.gdl_alpha=2")),
+    Run("svg-full-gdl2-nopn", loss="full", extra=(*_FULL, *_GDL2)),  # and no pixel norm
     # svg-mse-gdl2 plus one more term of loss=full each (its settings; no pixel norm)
     Run("svg-mse-gdl2-adv", loss="full", extra=(*_FULL, *_GDL2, "loss.feature_weight=0")),
     Run("svg-mse-gdl2-feat", loss="full", extra=(*_FULL, *_GDL2, "loss.adv_weight=0")),
