@@ -86,7 +86,9 @@ def test_gdl_under_an_uncertain_edge_alpha_1_flattens_and_alpha_2_keeps_the_mean
         for group in opt.param_groups:
             group["lr"] = 0.01 if step < 1000 else 0.001
         opt.zero_grad()
-        gdl(pred.expand(len(columns), -1, -1, -1), truths, alpha=alpha, reduction="batch").backward()
+        gdl(
+            pred.expand(len(columns), -1, -1, -1), truths, alpha=alpha, reduction="batch"
+        ).backward()
         opt.step()
     steps = (pred[..., 1:] - pred[..., :-1]).detach().abs().flatten()  # |column j+1 - column j|
     at_edges = steps[[c - 1 for c in columns]]
