@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from envs import make_env
 from envs.episodes import save_episode
 from worldmodel import pretrain
+from worldmodel.evaluation.candidates import load_discriminator
 from worldmodel.training.checkpoint import CheckpointError, load_checkpoint
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
@@ -137,7 +138,13 @@ def test_full_loss_trains(stub_data, tmp_path):
     summary = pretrain.run(cfg, tmp_path)
     assert {"loss/gdl", "loss/adv", "loss/feat"} <= set(summary["loss_terms"])
     assert np.isfinite(summary["final_loss"])
-    assert "discriminator" in load_checkpoint(tmp_path / "checkpoints" / "last.pt")["state"]
+    ckpt = tmp_path / "checkpoints" / "last.pt"
+    payload = load_checkpoint(ckpt)
+    assert "discriminator" in payload["state"]
+    # the checkpoint alone rebuilds its discriminator (for GAM): no .hydra/config.yaml needed
+    assert not (tmp_path / ".hydra").exists()
+    adversarial, note = load_discriminator(payload, ckpt, "cpu")
+    assert adversarial is not None and "checkpoint" in note, note
 
 
 @pytest.mark.slow

@@ -218,7 +218,13 @@ def _run(cfg: PretrainConfig, workdir, device: torch.device, info: DistInfo) -> 
         if info.is_main:
             trainer.save(
                 ckpt_path,
-                extra={"sampler_rng": sampler.generator.get_state(), "data": str(cfg.data)},
+                extra={
+                    "sampler_rng": sampler.generator.get_state(),
+                    "data": str(cfg.data),
+                    # the discriminator's architecture (GAM rebuilds it from the checkpoint
+                    # alone: a run directory made with out=... has no .hydra/config.yaml)
+                    "config": {"loss": dataclasses.asdict(cfg.loss)},
+                },
             )
 
     bar = None
