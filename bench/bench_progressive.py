@@ -7,7 +7,7 @@ Prints, for a model preset (default ``configs/model/tiny.yaml``) at 64x64, batch
 * ``loss=mse`` (plain SVG; progressive off: the default path), with ``model.pixel_norm=true``
   and with ``model.decoder_scales=3`` (Mathieu's coarse-to-fine decoder, 16/32/64 px);
 * ``loss=full`` with ``loss.progressive.enabled=false`` (fixed full resolution);
-* ``loss=full`` (progressive growing in decoder and discriminators, pixel norm) at four points of
+* ``loss=full`` (progressive growing in decoder and discriminators) at four points of
   its schedule: 16 px, 32 px fading in (alpha 0.5), 64 px fading in, and after the schedule
   (64 px, alpha 1: the plain path again);
 * ``loss=full`` without growing and with ``model.decoder_scales=3`` (GDL and adversarial terms at

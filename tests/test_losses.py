@@ -225,10 +225,12 @@ def test_loss_presets_compose():
     assert isinstance(mse, AntiBlurConfig) and isinstance(full, AntiBlurConfig)
     assert mse.weights() == {"gdl": 0.0, "adv": 0.0, "feat": 0.0}
     assert not mse.needs_discriminator
-    assert all(w > 0 for w in full.weights().values())
-    assert full.adv_weight == pytest.approx(0.05)
+    # the measured recipe: GDL (alpha 2) and the adversarial term; DeePSiM's term and pixel norm
+    # are options (README, result 3)
+    assert full.weights() == {"gdl": 1.0, "adv": pytest.approx(0.05), "feat": 0.0}
+    assert full.gdl_alpha == 2.0
     assert full.discriminator.minibatch_std and full.discriminator.equalized_lr
-    assert full.progressive.enabled and full.pixel_norm
+    assert full.progressive.enabled and not full.pixel_norm
     assert full.needs_discriminator
 
 

@@ -134,7 +134,10 @@ def test_action_free_video_data(tmp_path):
 
 
 def test_full_loss_trains(stub_data, tmp_path):
-    cfg = _cfg(*TINY, "loss=full", f"data={stub_data}", "steps=2", "video_every=0")
+    cfg = _cfg(
+        *TINY, "loss=full", "loss.feature_weight=0.01", f"data={stub_data}", "steps=2",
+        "video_every=0",
+    )  # fmt: skip
     summary = pretrain.run(cfg, tmp_path)
     assert {"loss/gdl", "loss/adv", "loss/feat"} <= set(summary["loss_terms"])
     assert np.isfinite(summary["final_loss"])
@@ -176,6 +179,7 @@ def test_discriminator_comparator_trains(stub_data, tmp_path):
     cfg = _cfg(
         *TINY,
         "loss=full",
+        "loss.feature_weight=0.01",
         "loss.comparator.kind=discriminator",
         f"data={stub_data}",
         "steps=2",

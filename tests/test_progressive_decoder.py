@@ -384,6 +384,8 @@ def test_pretrain_full_loss_with_progressive_decoder(tmp_path):
     overrides = [
         *PRETRAIN_TINY,
         "loss=full",
+        "loss.feature_weight=0.01",  # every anti-blur option on (off in the preset)
+        "loss.pixel_norm=true",
         f"data={data}",
         "train.seq_len=4",
         "loss.progressive.start_resolution=16",
@@ -407,7 +409,7 @@ def test_pretrain_full_loss_with_progressive_decoder(tmp_path):
 
     ckpt = Path(summary["checkpoint"])
     model = model_from_checkpoint(ckpt)
-    assert model.cfg.pixel_norm and model.cfg.progressive_heads  # loss=full sets both
+    assert model.cfg.pixel_norm and model.cfg.progressive_heads  # the loss config sets both
     resumed = pretrain.run(_cfg(*overrides, "steps=6", "resume=true"), tmp_path / "run")
     assert resumed["start_step"] == 5 and math.isfinite(resumed["final_loss"])
 
@@ -563,7 +565,8 @@ def test_multiscale_losses_act_at_every_scale(model_config):
 
 def test_pretrain_with_multiscale_decoder(tmp_path):
     data = _stub_episodes(tmp_path / "data", n=2, steps=8)
-    base = [*PRETRAIN_TINY, "loss=full", f"data={data}", "train.seq_len=4", "video_every=0"]
+    base = [*PRETRAIN_TINY, "loss=full", "loss.pixel_norm=true", f"data={data}", "train.seq_len=4",
+            "video_every=0"]  # fmt: skip
     with pytest.raises(ValueError, match="decoder_scales"):  # growing is on in loss=full
         pretrain.run(_cfg(*base, "model.decoder_scales=3", "steps=1"), tmp_path / "bad")
     cfg = _cfg(*base, "model.decoder_scales=3", "loss.progressive.enabled=false", "steps=2")
@@ -584,6 +587,7 @@ def test_planner_loop_builds_the_decoder_from_the_loss_config(compose, tmp_path)
     overrides = [
         *LOOP_TINY,
         "loss=full",
+        "loss.pixel_norm=true",
         "episodes=3",
         "train_steps=3",  # one planned episode, evaluated after it: 3 steps to grow 16 -> 32 px
         "loss.progressive.stabilize_steps=1",
