@@ -150,6 +150,19 @@ def test_full_loss_trains(stub_data, tmp_path):
     assert adversarial is not None and "checkpoint" in note, note
 
 
+def test_anti_blur_without_the_adversarial_term_has_no_discriminator(stub_data, tmp_path):
+    """GDL and the feature loss with a fixed comparator: the objective saves its own state, with
+    no discriminator in it, and GAM skips the checkpoint instead of failing on it."""
+    cfg = _cfg(
+        *TINY, "loss=full", "loss.adv_weight=0", "loss.feature_weight=0.01",
+        "loss.progressive.enabled=false", f"data={stub_data}", "steps=1", "video_every=0",
+    )  # fmt: skip
+    pretrain.run(cfg, tmp_path)
+    ckpt = tmp_path / "checkpoints" / "last.pt"
+    adversarial, note = load_discriminator(load_checkpoint(ckpt), ckpt, "cpu")
+    assert adversarial is None and "no discriminator" in note
+
+
 @pytest.mark.slow
 def test_ddp_two_processes_keep_identical_weights(stub_data, tmp_path):
     out = tmp_path / "ddp"

@@ -101,7 +101,7 @@ def load_candidate(
     if want_disc:
         cand.adversarial, cand.discriminator_note = load_discriminator(payload, path, device)
     else:
-        has = payload.get("state", {}).get("discriminator") is not None
+        has = "discriminator" in (payload.get("state", {}).get("discriminator") or {})
         cand.discriminator_note = (
             "present (not loaded: gam not requested)" if has else "none in the checkpoint"
         )
@@ -133,7 +133,9 @@ def load_discriminator(
     """
     path = Path(path)
     state = payload.get("state", {}).get("discriminator")
-    if state is None:
+    # an anti-blur objective without an adversarial term (e.g. GDL and the feature loss with a
+    # fixed comparator) saves its own state under this key, with no discriminator in it
+    if state is None or "discriminator" not in state:
         return None, "no discriminator in the checkpoint (trained without the adversarial loss)"
     loss, where = _loss_config(payload, path)
     if loss is None:
