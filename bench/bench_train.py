@@ -311,7 +311,11 @@ def loss_ratio(args: argparse.Namespace) -> None:
         f"train.seq_len={length}",
         f"train.precision={precision}",
     ]
+    adv_on = (
+        "loss.adv_weight=0.05"  # the adversarial term, an option of loss=full (Mathieu's weight)
+    )
     old_d = [  # loss=full before its discriminator followed K and judged one frame per sequence
+        adv_on,
         "loss.discriminator.width=64",
         "loss.discriminator.max_width=256",
         "loss.discriminator.hidden=256",
@@ -322,13 +326,17 @@ def loss_ratio(args: argparse.Namespace) -> None:
         "loss=full": (["loss=full"], "grown"),
     }
     if not smoke:
+        variants["loss=full + adversarial (loss.adv_weight=0.05)"] = (
+            ["loss=full", adv_on],
+            "grown",
+        )
         variants["loss=full as before (D 64/256/256, every frame judged)"] = (
             ["loss=full", *old_d],
             "grown",
         )
     if not (smoke or quick):
         variants["loss=full, every frame judged (D follows K)"] = (
-            ["loss=full", "loss.judged_per_sequence=null"],
+            ["loss=full", adv_on, "loss.judged_per_sequence=null"],
             "grown",
         )
         variants["loss=full at the start of growing (16 px)"] = (["loss=full"], None)
@@ -371,14 +379,15 @@ def loss_ratio(args: argparse.Namespace) -> None:
             f"  {name:58s} {min(ts):7.3f} / {statistics.median(ts):7.3f}   "
             f"{min(ts) / t_mse:6.2f}x loss=mse"
         )
-    adv = full.objective.adversarial if full.objective is not None else None
+    with_d = trainers.get("loss=full + adversarial (loss.adv_weight=0.05)", full)
+    adv = with_d.objective.adversarial if with_d.objective is not None else None
     if adv is not None:
         d = adv.discriminator
         n_params = sum(p.numel() for p in d.parameters())
         print(
             f"discriminator: {n_params / 1e6:.3f}M parameters, scales {d.scales}, widths follow "
             f"K (width {d.cfg.width}, max {d.cfg.max_width}, hidden {d.cfg.hidden}); judged "
-            f"frames per sequence: {full.objective.cfg.judged_per_sequence}"
+            f"frames per sequence: {with_d.objective.cfg.judged_per_sequence}"
         )
     for name, step_clock in clocks.items():
         per_step = {k: v / steps for k, v in step_clock.seconds.items()}

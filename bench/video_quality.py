@@ -106,7 +106,8 @@ ABLATIONS: tuple[Run, ...] = (
     Run("svg-mse-gdl2", extra=("loss.gdl_weight=1.0", "loss.gdl_alpha=2")),
     Run("svg-full-gdl2", loss="full", extra=(*_FULL, "loss.gdl_alpha=2")),
     Run("svg-full-gdl2-nopn", loss="full", extra=(*_FULL, *_GDL2)),  # and no pixel norm
-    # svg-mse-gdl2 plus one more term of loss=full each (its settings; no pixel norm)
+    # svg-mse-gdl2 plus one more term of loss=full each (its settings; no pixel norm). Since
+    # 2026-12-07 the loss=full preset is svg-mse-gdl2-feat's recipe (adversarial term off)
     Run("svg-mse-gdl2-adv", loss="full", extra=(*_FULL, *_GDL2, "loss.feature_weight=0")),
     Run("svg-mse-gdl2-feat", loss="full", extra=(*_FULL, *_GDL2, "loss.adv_weight=0")),
     # not anti-blur: the decoder composites the last context frame with its output (copy mask)

@@ -120,7 +120,7 @@ def test_run_writes_episodes_checkpoint_and_tensorboard(tiny, tmp_path):
 def test_loss_group_reaches_the_trainer(tiny, tmp_path):
     """loss=full: the anti-blur terms are trained (and logged), the discriminator checkpointed."""
     # (progressive growing is tested in test_progressive_decoder.py: it needs phases that fit)
-    full = ("loss=full", "loss.feature_weight=0.01", "loss.progressive.enabled=false", "episodes=3")
+    full = ("loss=full", "loss.adv_weight=0.05", "loss.progressive.enabled=false", "episodes=3")
     loop.run(tiny(*full, "video_every=0", "strip_every=0"), tmp_path)
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["state"]
     assert "discriminator" in state

@@ -225,13 +225,13 @@ def test_loss_presets_compose():
     assert isinstance(mse, AntiBlurConfig) and isinstance(full, AntiBlurConfig)
     assert mse.weights() == {"gdl": 0.0, "adv": 0.0, "feat": 0.0}
     assert not mse.needs_discriminator
-    # the measured recipe: GDL (alpha 2) and the adversarial term; DeePSiM's term and pixel norm
-    # are options (README, result 3)
-    assert full.weights() == {"gdl": 1.0, "adv": pytest.approx(0.05), "feat": 0.0}
+    # the measured recipe: GDL (alpha 2) and DeePSiM's feature term; the adversarial term and
+    # pixel norm are options (README, result 3), with Mathieu's weight ready in the preset's comment
+    assert full.weights() == {"gdl": 1.0, "adv": 0.0, "feat": pytest.approx(0.01)}
     assert full.gdl_alpha == 2.0
     assert full.discriminator.minibatch_std and full.discriminator.equalized_lr
     assert full.progressive.enabled and not full.pixel_norm
-    assert full.needs_discriminator
+    assert not full.needs_discriminator  # the feature term's comparator is a fixed network
 
 
 def test_config_validation():

@@ -135,7 +135,7 @@ def test_action_free_video_data(tmp_path):
 
 def test_full_loss_trains(stub_data, tmp_path):
     cfg = _cfg(
-        *TINY, "loss=full", "loss.feature_weight=0.01", f"data={stub_data}", "steps=2",
+        *TINY, "loss=full", "loss.adv_weight=0.05", f"data={stub_data}", "steps=2",
         "video_every=0",
     )  # fmt: skip
     summary = pretrain.run(cfg, tmp_path)

@@ -384,7 +384,8 @@ def test_pretrain_full_loss_with_progressive_decoder(tmp_path):
     overrides = [
         *PRETRAIN_TINY,
         "loss=full",
-        "loss.feature_weight=0.01",  # every anti-blur option on (off in the preset)
+        "loss.adv_weight=0.05",  # every anti-blur option on (the preset leaves some off)
+        "loss.feature_weight=0.01",
         "loss.pixel_norm=true",
         f"data={data}",
         "train.seq_len=4",
@@ -565,8 +566,8 @@ def test_multiscale_losses_act_at_every_scale(model_config):
 
 def test_pretrain_with_multiscale_decoder(tmp_path):
     data = _stub_episodes(tmp_path / "data", n=2, steps=8)
-    base = [*PRETRAIN_TINY, "loss=full", "loss.pixel_norm=true", f"data={data}", "train.seq_len=4",
-            "video_every=0"]  # fmt: skip
+    base = [*PRETRAIN_TINY, "loss=full", "loss.adv_weight=0.05", "loss.pixel_norm=true",
+            f"data={data}", "train.seq_len=4", "video_every=0"]  # fmt: skip
     with pytest.raises(ValueError, match="decoder_scales"):  # growing is on in loss=full
         pretrain.run(_cfg(*base, "model.decoder_scales=3", "steps=1"), tmp_path / "bad")
     cfg = _cfg(*base, "model.decoder_scales=3", "loss.progressive.enabled=false", "steps=2")
@@ -587,6 +588,7 @@ def test_planner_loop_builds_the_decoder_from_the_loss_config(compose, tmp_path)
     overrides = [
         *LOOP_TINY,
         "loss=full",
+        "loss.adv_weight=0.05",
         "loss.pixel_norm=true",
         "episodes=3",
         "train_steps=3",  # one planned episode, evaluated after it: 3 steps to grow 16 -> 32 px
