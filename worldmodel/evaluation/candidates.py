@@ -101,9 +101,10 @@ def load_candidate(
     if want_disc:
         cand.adversarial, cand.discriminator_note = load_discriminator(payload, path, device)
     else:
-        has = "discriminator" in (payload.get("state", {}).get("discriminator") or {})
         cand.discriminator_note = (
-            "present (not loaded: gam not requested)" if has else "none in the checkpoint"
+            "present (not loaded: gam not requested)"
+            if _discriminator_state(payload) is not None
+            else "none in the checkpoint"
         )
     return cand
 
@@ -132,10 +133,8 @@ def load_discriminator(
         config came from or why there is no discriminator.
     """
     path = Path(path)
-    state = payload.get("state", {}).get("discriminator")
-    # an anti-blur objective without an adversarial term (e.g. GDL and the feature loss with a
-    # fixed comparator) saves its own state under this key, with no discriminator in it
-    if state is None or "discriminator" not in state:
+    state = _discriminator_state(payload)
+    if state is None:
         return None, "no discriminator in the checkpoint (trained without the adversarial loss)"
     loss, where = _loss_config(payload, path)
     if loss is None:
@@ -154,6 +153,14 @@ def load_discriminator(
     adv.load_state_dict(state)
     adv.discriminator.eval()
     return adv, f"discriminator rebuilt from the loss config in {where}"
+
+
+def _discriminator_state(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The saved anti-blur state if it holds a discriminator, else None. An objective without an
+    adversarial term (GDL and a feature loss with a fixed comparator) saves its own state under
+    the same key, with no discriminator in it."""
+    state = payload.get("state", {}).get("discriminator")
+    return state if state is not None and "discriminator" in state else None
 
 
 def _from_dict(cls: type, data: Mapping[str, Any]) -> Any:
