@@ -140,6 +140,11 @@ class Settings:
     test_episodes: int = 20
     batch: tuple[str, ...] = ("train.batch_size=16", "train.seq_len=12", f"train.n_past={N_PAST}")
     eval_extra: tuple[str, ...] = ()
+    seed: int = 0  # train.seed of every run; seeds other than 0 train and evaluate apart
+
+    def tagged(self, data: str) -> str:
+        """The folder name of a data set's runs (and evaluation) at this seed."""
+        return data if self.seed == 0 else f"{data}-seed{self.seed}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,7 +290,7 @@ def ensure_video(s: Settings) -> tuple[Path, Path] | None:
 
 
 def run_dir(s: Settings, data: str, run: Run) -> Path:
-    return s.workdir / data / run.name
+    return s.workdir / s.tagged(data) / run.name
 
 
 def trained_steps(directory: Path) -> int:
@@ -302,6 +307,8 @@ def pretrain_command(s: Settings, data_dir: Path, out: Path, run: Run) -> list[s
     cmd = [PY, "-m", "worldmodel.pretrain", f"data={data_dir}", f"out={out}"]
     cmd += run.overrides() + list(s.batch)
     cmd += [f"steps={s.steps}", "video_every=0", "progress=false", "resume=true"]
+    if s.seed:
+        cmd.append(f"train.seed={s.seed}")
     if s.quick:
         cmd += ["log_every=5", "ckpt_every=10"]
     return cmd
@@ -352,7 +359,7 @@ def evaluate(s: Settings, data: str, test_dir: Path, runs: list[Run], tag: str =
     ]
     if not ckpts:
         return None
-    out = s.workdir / "eval" / f"{data}{tag}"
+    out = s.workdir / "eval" / f"{s.tagged(data)}{tag}"
     report = out / "report.json"
     stamp = out / "inputs.json"  # which checkpoints (and their steps) the report covers
     inputs = {str(c): trained_steps(c.parents[1]) for c in ckpts}
@@ -617,7 +624,7 @@ def write_results(
         "(not FVD); sharpness = mean gradient magnitude of the prediction / of the truth (1 = as "
         "sharp as the truth).",
         "",
-        f"Training: `worldmodel.pretrain` with {' '.join(s.batch)}, steps={s.steps}, train.seed 0, "
+        f"Training: `worldmodel.pretrain` with {' '.join(s.batch)}, steps={s.steps}, train.seed {s.seed}, "
         "the same for every run (equal budget); per-run overrides below.",
         "",
     ]
@@ -677,7 +684,7 @@ def write_results(
 
 def copy_images(s: Settings, data: str, name: str) -> list[str]:
     """Per-step plots and one sample strip of the evaluation, copied next to the results."""
-    src = s.workdir / "eval" / data
+    src = s.workdir / "eval" / s.tagged(data)
     taken = []
     for plot in sorted((src / "plots").glob("*.png")):
         dst = f"{name}_{data}_{plot.stem}.png"
@@ -709,6 +716,13 @@ def parse(argv: list[str] | None = None) -> Settings:
     p.add_argument("--jobs", type=int, default=2, help="training runs side by side (1 thread each)")
     p.add_argument("--workdir", type=Path, default=None, help="default runs/video_quality[_quick]")
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="train.seed of every run (default 0); another seed trains under "
+        "<workdir>/<data>-seed<N> and evaluates on the same clips",
+    )
     p.add_argument("--video-src", type=Path, default=None, help="a folder of your own videos")
     p.add_argument("--env", default="cheetah", help="environment preset of the control data")
     p.add_argument(
@@ -751,6 +765,7 @@ def parse(argv: list[str] | None = None) -> Settings:
         runs=[r for r in (*RUNS, *ABLATIONS) if r.name in wanted],
         train_only=a.train_only,
         eval_only=a.eval_only,
+        seed=a.seed,
     )
     if a.train_only and a.eval_only:
         p.error("--train-only and --eval-only exclude each other")

@@ -114,6 +114,25 @@ def test_run_overrides_and_unknown_runs(bench_script):
     assert vq.parse(["--data", "control", "--video-src", "v"]).video_src is None
 
 
+def test_a_second_seed_trains_and_evaluates_apart_on_the_same_data(bench_script, tmp_path):
+    vq = bench_script("video_quality")
+    run = next(r for r in vq.RUNS if r.name == "svg-mse")
+    s0 = vq.parse(["--workdir", str(tmp_path)])
+    s3 = vq.parse(["--workdir", str(tmp_path), "--seed", "3"])
+    assert vq.run_dir(s0, "cheetah", run) == tmp_path / "cheetah" / "svg-mse"
+    assert vq.run_dir(s3, "cheetah", run) == tmp_path / "cheetah-seed3" / "svg-mse"
+    data = tmp_path / "data" / "cheetah_train"
+    seeds = [
+        [
+            a
+            for a in vq.pretrain_command(s, data, vq.run_dir(s, "cheetah", run), run)
+            if a.startswith("train.seed")
+        ]
+        for s in (s0, s3)
+    ]
+    assert seeds == [[], ["train.seed=3"]]  # seed 0 keeps the preset (train.seed: 0)
+
+
 def test_ablation_findings_compare_with_svg_mse_and_copy(bench_script):
     vq = bench_script("video_quality")
 
