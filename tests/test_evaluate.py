@@ -265,6 +265,68 @@ def test_gam_needs_two_discriminators(compose, runs, data, tmp_path):
     assert report["gam"] == [] and "needs two checkpoints" in report["skipped"]["gam"]
 
 
+def test_gam_with_judges_fitted_after_training(compose, runs, data, tmp_path):
+    """gam_fit_steps > 0: a checkpoint trained without a discriminator (c) battles one trained
+    with it (a); both are judged by discriminators fitted to their own predictions on other
+    episodes than the test data, and the report says so."""
+    fit_data = write_episodes(tmp_path / "fit", n=2)
+    cfg = _cfg(
+        compose,
+        f"ckpt={runs['a']}",
+        f"data={data}",
+        f"baselines=[{runs['c']}]",
+        "num_videos=2",
+        "metrics=[gam]",
+        "visualize=0",
+        "gam_fit_steps=3",
+        f"gam_fit_data={fit_data}",
+        "gam_fit_batch=4",
+        f"out={tmp_path / 'out'}",
+    )
+    report = evaluate_entry.run(cfg)
+    assert "gam" not in report["skipped"]
+    (battle,) = report["gam"]
+    assert {battle["model1"], battle["model2"]} == {"run_a", "run_c"}
+    assert "fitted after training, 3 steps" in battle["protocol"]["details"]["discriminators"]
+    for label in ("run_a", "run_c"):
+        note = report["models"][label]["discriminator"]
+        assert note.startswith("fitted after training") and "3 steps of 4 pairs" in note
+    with pytest.raises(ValueError, match="held out"):
+        evaluate_entry.run(_cfg(compose, *_overrides(cfg), f"gam_fit_data={data}"))
+    with pytest.raises(FileNotFoundError, match="gam_fit_data"):
+        evaluate_entry.run(_cfg(compose, *_overrides(cfg), f"gam_fit_data={tmp_path / 'no'}"))
+
+
+def _overrides(cfg: EvaluateConfig) -> list[str]:
+    keys = ("ckpt", "data", "num_videos", "gam_fit_steps", "gam_fit_batch", "out")
+    return [f"{k}={getattr(cfg, k)}" for k in keys] + ["metrics=[gam]", "visualize=0"]
+
+
+def test_a_fitted_judge_tells_sharp_frames_from_blurred_ones():
+    """fit_discriminator learns: textured true frames against their box-blurred predictions."""
+    from worldmodel.evaluation.judges import fit_discriminator
+    from worldmodel.metrics import error_rate
+
+    g = torch.Generator().manual_seed(0)
+    obs = torch.randint(0, 256, (16, 5, 3, 16, 16), dtype=torch.uint8, generator=g)
+    blur = torch.nn.functional.avg_pool2d(obs[:, 2:].flatten(0, 1).float(), 3, 1, 1)
+    fake = blur.round().to(torch.uint8).view(16, 3, 3, 16, 16)
+    disc = DiscriminatorConfig(scales=[1, 2], width=8, max_width=16, hidden=16)
+    adv, logs = fit_discriminator(
+        obs, fake, 2, steps=200, batch_size=16, cfg=AntiBlurConfig(discriminator=disc)
+    )
+    assert logs["acc_real"] > 0.9 and logs["acc_fake"] > 0.9
+    ctx = torch.stack([obs[:, 0:2], obs[:, 1:3], obs[:, 2:4]], 1).flatten(0, 1).float() / 255
+
+    def judge(c, x):
+        return torch.stack(adv.discriminator(x, c)).mean(0)
+
+    assert error_rate(judge, (ctx, obs[:, 2:].flatten(0, 1).float() / 255), 1) < 0.1
+    assert error_rate(judge, (ctx, fake.flatten(0, 1).float() / 255), 0) < 0.1
+    with pytest.raises(ValueError, match="n_past is 1"):
+        fit_discriminator(obs[:, 1:], fake, 1, steps=1, cfg=AntiBlurConfig(discriminator=disc))
+
+
 @pytest.mark.slow
 def test_first_use_with_the_defaults_on_a_small_data_set(runs, data, tmp_path):
     """The documented first command, every other option at its default, on 4 short episodes: 4

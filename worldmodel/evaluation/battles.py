@@ -1,4 +1,6 @@
-"""GRAN's generative adversarial metric (GAM) between the checkpoints that carry discriminators.
+"""GRAN's generative adversarial metric (GAM) between the checkpoints that carry discriminators,
+or, with ``gam_fit_steps > 0``, between every two checkpoints, each judged by a discriminator
+fitted to it after training (:mod:`worldmodel.evaluation.judges`).
 
 Each discriminator judges pairs of a predicted frame (sample 0) with the real frames before it, as
 the conditional discriminator was trained; the test data are the true frames with the same context
@@ -30,7 +32,8 @@ def gam_battles(
     cfg: EvaluateConfig,
     device: torch.device,
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """GAM between every two checkpoints with a discriminator.
+    """GAM between every two checkpoints with a discriminator (saved, or fitted after training
+    when ``cfg.gam_fit_steps > 0``: :func:`~worldmodel.evaluation.judges.fit_judges`).
 
     Returns:
         ``(battles, skipped)``: one dict per pair (``model1``, ``model2``, GAM's result and its
@@ -76,7 +79,13 @@ def gam_battles(
                     f"{n_ctx} real frames before it; test data: the true frames with the same "
                     "context (held-out data, never seen by either discriminator)",
                     "logit": "mean of the per-scale logits (minus 0.5 for lsgan); >= 0 = real",
-                    "discriminators": "eval mode (no dropout), at their saved progressive stage",
+                    "discriminators": (
+                        f"fitted after training, {cfg.gam_fit_steps} steps each on "
+                        f"{cfg.gam_fit_data} (see each model's 'discriminator')"
+                        if cfg.gam_fit_steps > 0
+                        else "saved in the checkpoints; eval mode (no dropout), at their "
+                        "saved progressive stage"
+                    ),
                     "seed": cfg.seed,
                 },
             )

@@ -24,6 +24,7 @@ from worldmodel.training.checkpoint import load_checkpoint, model_from_checkpoin
 
 __all__ = [
     "Candidate",
+    "check_compatible",
     "copy_last_candidate",
     "load_candidate",
     "load_candidates",
@@ -88,7 +89,7 @@ def load_candidate(
     """
     payload = load_checkpoint(path, map_location="cpu")
     model = model_from_payload(payload, path, device)
-    _check_compatible(model, dataset, f"checkpoint {path}")
+    check_compatible(model, dataset, f"checkpoint {path}")
     cand = Candidate(
         label=label,
         kind="checkpoint",
@@ -208,7 +209,9 @@ def _label_for(path: Path, taken: set[str]) -> str:
     return label
 
 
-def _check_compatible(model: WorldModel, dataset: EpisodeDataset, what: str) -> None:
+def check_compatible(model: WorldModel, dataset: EpisodeDataset, what: str) -> None:
+    """Raise ValueError if ``dataset``'s frames or actions do not fit ``model`` (``what`` names
+    the model in the message)."""
     h, w = dataset.frame_shape
     if (h, w) != (model.image_size, model.image_size):
         raise ValueError(

@@ -82,6 +82,15 @@ class EvaluateConfig:
             skipped).
         fd_shrinkage: covariance shrinkage of the Frechet distance (0 = none; reported).
         gam_test_tolerance, gam_tie_tolerance: GAM's tolerances on ``r_test`` and ``r_samples``.
+        gam_fit_steps: 0 (default) = GAM with the discriminators saved in the checkpoints (GRAN's
+            protocol: each judge trained with its generator). ``> 0`` = every checkpoint gets a
+            discriminator fitted after training to its own predictions on ``gam_fit_data``, this
+            many steps, the same recipe for all (:mod:`worldmodel.evaluation.judges`): GAM between
+            models trained without an adversarial loss.
+        gam_fit_data: training episodes for those fits (never ``data``: its true frames are GAM's
+            held-out test set).
+        gam_fit_clips, gam_fit_batch: clips drawn from ``gam_fit_data`` (predicted once per model)
+            and (context, frame) pairs per discriminator step.
         visualize: clips shown as strips and GIFs (0 = none).
         samples_shown: samples per model in the strips and GIFs.
         fps: frames per second of the GIFs.
@@ -107,6 +116,10 @@ class EvaluateConfig:
     fd_shrinkage: float = 0.0
     gam_test_tolerance: float = 0.2
     gam_tie_tolerance: float = 0.05
+    gam_fit_steps: int = 0
+    gam_fit_data: str | None = None
+    gam_fit_clips: int = 256
+    gam_fit_batch: int = 64
     visualize: int = 4
     samples_shown: int = 3
     fps: int = 4
@@ -123,6 +136,18 @@ class EvaluateConfig:
                 raise FileNotFoundError(
                     f"{what}: checkpoint {path} does not exist; pass a file written by "
                     "`python -m worldmodel.pretrain` (<run dir>/checkpoints/last.pt)"
+                )
+        if self.gam_fit_steps > 0 and "gam" in self.metrics:
+            if not self.gam_fit_data or not Path(self.gam_fit_data).is_dir():
+                raise FileNotFoundError(
+                    f"gam_fit_steps={self.gam_fit_steps} fits a discriminator per checkpoint on "
+                    f"training episodes: gam_fit_data={self.gam_fit_data!r} is not a directory; "
+                    "pass the training data, e.g. gam_fit_data=<the pretraining data=...>"
+                )
+            if Path(self.gam_fit_data).resolve() == Path(self.data).resolve():
+                raise ValueError(
+                    "gam_fit_data is the evaluation data: GAM's test set must be held out from "
+                    "the discriminators; pass the training episodes"
                 )
         if not Path(self.data).is_dir():
             raise FileNotFoundError(
@@ -152,6 +177,11 @@ class EvaluateConfig:
             raise ValueError(f"fd_shrinkage={self.fd_shrinkage!r}; expected a value in [0, 1]")
         if self.gam_test_tolerance < 0 or self.gam_tie_tolerance < 0:
             raise ValueError("gam_test_tolerance and gam_tie_tolerance must be >= 0")
+        if self.gam_fit_steps < 0 or self.gam_fit_clips < 1 or self.gam_fit_batch < 1:
+            raise ValueError(
+                "gam_fit_steps must be >= 0 (0: the saved discriminators), gam_fit_clips and "
+                "gam_fit_batch >= 1"
+            )
         if self.i3d and "frechet" in self.metrics and self.n_past + self.n_future != 16:
             raise ValueError(
                 f"FVD (i3d=...) uses clips of exactly 16 frames but n_past + n_future = "

@@ -1,7 +1,8 @@
 """:func:`evaluate`: the evaluation as a sequence of named steps.
 
 1. load the models: the checkpoint, the ``baselines`` (each file read once) and copy-last-frame
-   (:mod:`~worldmodel.evaluation.candidates`);
+   (:mod:`~worldmodel.evaluation.candidates`); with ``gam`` and ``gam_fit_steps > 0``, fit each
+   checkpoint a discriminator on ``gam_fit_data`` (:mod:`~worldmodel.evaluation.judges`);
 2. take the clips: every non-overlapping window of ``n_past + n_future`` frames, at most
    ``num_videos`` of them (:mod:`~worldmodel.evaluation.clips`);
 3. plan the metrics: which requested metrics these clips allow, the others skipped with the reason
@@ -31,6 +32,7 @@ from worldmodel.evaluation.candidates import Candidate, load_candidates
 from worldmodel.evaluation.clips import Clips, clips_up_to, describe_selection
 from worldmodel.evaluation.codec import to_jsonable, write_json
 from worldmodel.evaluation.config import COPY_LAST, REPORT_FORMAT, EvaluateConfig
+from worldmodel.evaluation.judges import fit_judges
 from worldmodel.evaluation.media import write_media
 from worldmodel.evaluation.predictions import Predictions
 from worldmodel.evaluation.scoring import CandidateResult, MetricPlan, plan_metrics, score_candidate
@@ -67,6 +69,8 @@ def evaluate(
     device = resolve_device(cfg.device)
     dataset = EpisodeDataset(cfg.data)
     cands = load_candidates(cfg, dataset, device)
+    if "gam" in cfg.metrics and cfg.gam_fit_steps > 0:
+        fit_judges(cands, cfg, device)
     clips = clips_up_to(dataset, cfg.n_past + cfg.n_future, cfg.num_videos, cfg.seed)
     plan = plan_metrics(cfg, clips, device)
     scored = [_score(c, clips, plan, cfg, device, baseline_cache) for c in cands]
