@@ -250,18 +250,21 @@ def test_side_by_side_sees_the_same_videos_and_seeds(compose, runs, data, tmp_pa
     assert "no discriminator" in report["skipped"]["run_c/gam"]
 
 
-def test_gam_needs_two_discriminators(compose, runs, data, tmp_path):
-    cfg = _cfg(
-        compose,
+def _gam_a_against_c(runs, data, out: Path) -> list[str]:
+    """GAM alone between checkpoint a (with a discriminator) and c (without), on 2 clips."""
+    return [
         f"ckpt={runs['a']}",
         f"data={data}",
         f"baselines=[{runs['c']}]",
         "num_videos=2",
         "metrics=[gam]",
         "visualize=0",
-        f"out={tmp_path}",
-    )
-    report = evaluate_entry.run(cfg)
+        f"out={out}",
+    ]
+
+
+def test_gam_needs_two_discriminators(compose, runs, data, tmp_path):
+    report = evaluate_entry.run(_cfg(compose, *_gam_a_against_c(runs, data, tmp_path)))
     assert report["gam"] == [] and "needs two checkpoints" in report["skipped"]["gam"]
 
 
@@ -270,20 +273,9 @@ def test_gam_with_judges_fitted_after_training(compose, runs, data, tmp_path):
     with it (a); both are judged by discriminators fitted to their own predictions on other
     episodes than the test data, and the report says so."""
     fit_data = write_episodes(tmp_path / "fit", n=2)
-    cfg = _cfg(
-        compose,
-        f"ckpt={runs['a']}",
-        f"data={data}",
-        f"baselines=[{runs['c']}]",
-        "num_videos=2",
-        "metrics=[gam]",
-        "visualize=0",
-        "gam_fit_steps=3",
-        f"gam_fit_data={fit_data}",
-        "gam_fit_batch=4",
-        f"out={tmp_path / 'out'}",
-    )
-    report = evaluate_entry.run(cfg)
+    fit = ["gam_fit_steps=3", "gam_fit_batch=4"]
+    base = [*_gam_a_against_c(runs, data, tmp_path / "out"), *fit]
+    report = evaluate_entry.run(_cfg(compose, *base, f"gam_fit_data={fit_data}"))
     assert "gam" not in report["skipped"]
     (battle,) = report["gam"]
     assert {battle["model1"], battle["model2"]} == {"run_a", "run_c"}
@@ -292,14 +284,9 @@ def test_gam_with_judges_fitted_after_training(compose, runs, data, tmp_path):
         note = report["models"][label]["discriminator"]
         assert note.startswith("fitted after training") and "3 steps of 4 pairs" in note
     with pytest.raises(ValueError, match="held out"):
-        evaluate_entry.run(_cfg(compose, *_overrides(cfg), f"gam_fit_data={data}"))
+        evaluate_entry.run(_cfg(compose, *base, f"gam_fit_data={data}"))
     with pytest.raises(FileNotFoundError, match="gam_fit_data"):
-        evaluate_entry.run(_cfg(compose, *_overrides(cfg), f"gam_fit_data={tmp_path / 'no'}"))
-
-
-def _overrides(cfg: EvaluateConfig) -> list[str]:
-    keys = ("ckpt", "data", "num_videos", "gam_fit_steps", "gam_fit_batch", "out")
-    return [f"{k}={getattr(cfg, k)}" for k in keys] + ["metrics=[gam]", "visualize=0"]
+        evaluate_entry.run(_cfg(compose, *base, f"gam_fit_data={tmp_path / 'no'}"))
 
 
 def test_a_fitted_judge_tells_sharp_frames_from_blurred_ones():
