@@ -126,6 +126,27 @@ def test_resume_matches_uninterrupted_run(stub_data, tmp_path):
     assert resumed["final_loss"] == pytest.approx(full["final_loss"], rel=1e-5)
 
 
+def test_precise_bn_recomputes_only_the_batchnorm_statistics(stub_data, tmp_path):
+    """precise_bn (default 50 batches, here 3) changes the saved BatchNorm statistics and nothing
+    else: the weights match a run without it exactly."""
+    base = [*TINY, f"data={stub_data}", "train.precision=fp32", "video_every=0", "steps=3"]
+    pretrain.run(_cfg(*base, "precise_bn=0"), tmp_path / "plain")
+    pretrain.run(_cfg(*base, "precise_bn=3"), tmp_path / "precise")
+    plain, precise = (
+        load_checkpoint(tmp_path / d / "checkpoints" / "last.pt")["state"]["model"]
+        for d in ("plain", "precise")
+    )
+    stats = [k for k in plain if k.endswith(("running_mean", "running_var"))]
+    assert stats
+    for k in plain:
+        if k in stats:
+            assert not torch.equal(plain[k], precise[k]), k
+        elif not k.endswith("num_batches_tracked"):
+            assert torch.equal(plain[k], precise[k]), k
+    with pytest.raises(ValueError, match="precise_bn"):
+        _cfg(*base, "precise_bn=-1").validate()
+
+
 def test_action_free_video_data(tmp_path):
     data = _stub_episodes(tmp_path / "video", n=2, video=True)
     summary = pretrain.run(_cfg(*TINY, f"data={data}", "steps=2"), tmp_path / "run")

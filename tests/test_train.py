@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from types import SimpleNamespace
 
@@ -408,3 +409,40 @@ def test_latent_imagination_agrees_with_decode_and_reencode(make_trainer):
     err_decode = (decoded.reward[:, 0] - true).abs().mean()
     assert err_latent < 1.25 * err_decode + 0.01, (err_latent, err_decode)
     assert err_latent < (true - true.mean()).abs().mean()  # better than a constant
+
+
+def test_precise_batchnorm_statistics_leave_training_alone(make_trainer):
+    """recalibrate_batchnorm: the running statistics become the average over the given batches
+    (evaluation mode then normalises a batch as training mode does), and nothing that training
+    reads changes: weights, optimiser state, the training generator."""
+    trainer = make_trainer()
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        trainer.step(square_batch(gen, 4, 6))
+    norms = [m for m in trainer.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms
+    with torch.no_grad():  # stale statistics, as after fast-moving weights
+        for m in norms:
+            m.running_mean.fill_(3.0)
+            m.running_var.fill_(50.0)
+    before = params(trainer)
+    opt = copy.deepcopy(trainer.optimizer.state_dict())
+    rng = trainer.generator.get_state()
+    batch = square_batch(gen, 8, 6)
+
+    def recon(training: bool) -> torch.Tensor:
+        trainer.model.train(training)
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(1)
+            return trainer.model(batch.obs, batch.action, n_past=2, generator=g).frames
+
+    stale = (recon(False) - recon(True)).abs().mean()
+    assert trainer.recalibrate_batchnorm([batch]) == 1
+    calibrated = (recon(False) - recon(True)).abs().mean()
+    assert calibrated < stale / 20 and calibrated < 2e-3
+    assert all(m.momentum == 0.1 for m in norms)
+    for p, q in zip(params(trainer), before, strict=True):
+        assert torch.equal(p, q)
+    assert torch.equal(trainer.generator.get_state(), rng)
+    torch.testing.assert_close(trainer.optimizer.state_dict()["state"], opt["state"])
+    assert trainer.recalibrate_batchnorm([]) == 0  # no batches: nothing changes

@@ -70,6 +70,10 @@ class PretrainConfig:
             the same model action-free (the ablation "does the model use its actions?"), as for
             imported video.
         video_samples: prior samples shown per sequence in the prediction strips.
+        precise_bn: before every checkpoint, the BatchNorm running statistics are recomputed
+            as the average over this many training batches under the current weights
+            (:meth:`~worldmodel.training.train.Trainer.recalibrate_batchnorm`; batches from a
+            sampler of their own, so training itself is unchanged); 0 keeps the running averages.
         on_bad_file: ``skip`` (load the rest, report the bad files) or ``raise``.
         progress: show a progress bar.
     """
@@ -89,6 +93,7 @@ class PretrainConfig:
     ckpt_every_s: float = 600.0
     use_actions: bool = True
     video_samples: int = 2
+    precise_bn: int = 50
     on_bad_file: str = "skip"
     progress: bool = True
 
@@ -102,6 +107,8 @@ class PretrainConfig:
             raise ValueError(
                 f"ckpt_every_s={self.ckpt_every_s!r}; expected seconds >= 0 (0 disables)"
             )
+        if self.precise_bn < 0:
+            raise ValueError(f"precise_bn={self.precise_bn!r}; expected >= 0 (0 disables)")
         if self.video_every < 0:
             raise ValueError(f"video_every={self.video_every!r}; expected >= 0 (0 disables)")
         if self.on_bad_file not in ("skip", "raise"):
@@ -214,7 +221,18 @@ def _run(cfg: PretrainConfig, workdir, device: torch.device, info: DistInfo) -> 
             flush=True,
         )
 
+    # batches for the BatchNorm statistics: a sampler of their own (the training order is unchanged)
+    bn_seed = cfg.train.seed + 7919 + 1000 * info.rank
+    bn_sampler = SequenceSampler(dataset, cfg.train.seq_len, cfg.train.batch_size, seed=bn_seed)
+
     def save() -> None:
+        if cfg.precise_bn:
+            # the same batches at the same step, whether the run was resumed or not
+            bn_sampler.generator.manual_seed(bn_seed + trainer.global_step)
+            batches = (bn_sampler.sample() for _ in range(cfg.precise_bn))
+            if not cfg.use_actions:
+                batches = (dataclasses.replace(b, action=None, reward=None) for b in batches)
+            trainer.recalibrate_batchnorm(batches, seed=bn_seed + trainer.global_step)
         if info.is_main:
             trainer.save(
                 ckpt_path,
