@@ -352,7 +352,7 @@ def train_all(s: Settings, jobs: list[tuple[str, Path, Run]]) -> list[str]:
 
 def evaluate(s: Settings, data: str, test_dir: Path, runs: list[Run], tag: str = "") -> dict | None:
     """One ``worldmodel.evaluate`` of every trained run of ``runs`` on ``test_dir``, in
-    ``<workdir>/eval/<data><tag>`` (reused while the checkpoints and their steps are unchanged)."""
+    ``<workdir>/eval/<data><tag>`` (reused while the checkpoint files are unchanged)."""
     ckpts = [run_dir(s, data, r) / "checkpoints" / "last.pt" for r in runs]
     ckpts = [
         c for c, r in zip(ckpts, runs, strict=True) if c.is_file() and trained_steps(c.parents[1])
@@ -361,8 +361,8 @@ def evaluate(s: Settings, data: str, test_dir: Path, runs: list[Run], tag: str =
         return None
     out = s.workdir / "eval" / f"{s.tagged(data)}{tag}"
     report = out / "report.json"
-    stamp = out / "inputs.json"  # which checkpoints (and their steps) the report covers
-    inputs = {str(c): trained_steps(c.parents[1]) for c in ckpts}
+    stamp = out / "inputs.json"  # which checkpoints (their steps and files) the report covers
+    inputs = {str(c): [trained_steps(c.parents[1]), c.stat().st_mtime_ns] for c in ckpts}
     if report.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == inputs:
         return json.loads(report.read_text())
     cmd = [
