@@ -20,7 +20,8 @@ What is timed (a whole ``CEM.plan`` per action, the same ``agents.cem.CEM`` for 
   M = K = 0.5), the fused one also with ``kind=icem`` (``planner.cem.kind=icem``: its shrinking
   population evaluates 590 instead of 800 candidates per plan; what it does to the return is not
   measured here, see ``bench/bench_cem.py``), and (full run only) the cpu profile's goal-image
-  planner.
+  planner; and the fused one with the cpu profile's model given a 1-layer predictor LSTM
+  (``model.predictor_layers=1``, "1-layer" rows: 0.56 instead of 0.81 MFLOP per step).
 
 For each: ms per action (min and median over the repeats, on ``bench.common.clock``: the process
 CPU time when timing one CPU thread, which a loaded machine does not inflate, else the wall
@@ -226,11 +227,15 @@ def main() -> None:
         OmegaConf.load(ROOT / "configs" / "planner" / "cem" / "goal_cpu.yaml")
     )
     default_model, cpu_model = ModelConfig(), ModelConfig(M=0.5, K=0.5)
+    # the cpu profile's model with a 1-layer predictor LSTM (model.predictor_layers=1): the
+    # cheaper planning path whose return bench/results/rl_cheetah_L1/ measures
+    cpu_l1_model = dataclasses.replace(cpu_model, predictor_layers=1)
     if args.smoke:  # toy sizes: seconds
         planet_cem = dict(population=16, elites=4, iterations=2, horizon=3)
         cpu_cem = {**cpu_cem, "population": 8, "elites": 2, "iterations": 2, "horizon": 3}
         goal_cem = {**goal_cem, "population": 4, "elites": 2, "iterations": 1, "horizon": 2}
         default_model = cpu_model = ModelConfig(rnn_units=16, nf=4, g_dim=8, z_dim=2)
+        cpu_l1_model = dataclasses.replace(cpu_model, predictor_layers=1)
     # --quick: time 2 of the 10 PlaNet-setting iterations (scaled back to 10)
     planet_iters = 2 if args.quick else planet_cem["iterations"]
 
@@ -238,7 +243,7 @@ def main() -> None:
     rssm = PlaNetRSSM(A).to(device).eval()
     rssm_state = (torch.zeros(1, 30, device=device), torch.zeros(1, 200, device=device))
     models = {}
-    for key, cfg in (("default", default_model), ("cpu", cpu_model)):
+    for key, cfg in (("default", default_model), ("cpu", cpu_model), ("cpu_l1", cpu_l1_model)):
         torch.manual_seed(0)
         model = WorldModel(cfg, 64, A).to(device).eval()
         models[key] = (model, make_state(model, device))
@@ -287,6 +292,7 @@ def main() -> None:
             Planner(f"planner M=K=0.5 {p}", cpu_cem, reward_objective("cpu", True, p)),
             Planner(f"imagine M=K=0.5 {p}", cpu_cem, reward_objective("cpu", False, p)),
             Planner(f"icem M=K=0.5 {p}", icem_cem, reward_objective("cpu", True, p)),
+            Planner(f"1-layer M=K=0.5 {p}", cpu_cem, reward_objective("cpu_l1", True, p)),
         ]
         if not (args.quick or args.smoke):
             groups["cpu"].append(Planner(f"goal M=K=0.5 {p}", goal_cem, goal_objective(p)))
@@ -365,6 +371,7 @@ def main() -> None:
     cpu_fused = by(groups["cpu"], "planner M=K=0.5 fp32")
     cpu_ref = by(groups["cpu"], "imagine M=K=0.5 fp32")
     cpu_icem = by(groups["cpu"], "icem M=K=0.5 fp32")
+    cpu_l1 = by(groups["cpu"], "1-layer M=K=0.5 fp32")
     fused = by(groups["planet"], "planner M=K=1 fp32")
     ref = by(groups["planet"], "imagine M=K=1 fp32")
     planet = by(groups["planet"], "PlaNet RSSM fp32")
@@ -378,6 +385,12 @@ def main() -> None:
         f"cpu profile planner ms per action with kind=icem ({cpu_size}, shrinking population, "
         f"fused, fp32): {1e3 * best(cpu_icem):,.1f}: {best(cpu_ref) / best(cpu_icem):.2f}x faster "
         "than plain CEM through imagine (return not measured here)"
+    )
+    print(
+        f"cpu profile planner ms per action with model.predictor_layers=1 ({cpu_size}, fused, "
+        f"fp32): {1e3 * best(cpu_l1):,.1f}: {best(cpu_ref) / best(cpu_l1):.2f}x faster than the "
+        f"2-layer model through imagine, {best(cpu_fused) / best(cpu_l1):.2f}x than it fused "
+        "(return: bench/results/rl_cheetah_L1/)"
     )
     print(
         f"planner M=K=1 ms per action ({planet_size}, fp32): {1e3 * best(fused):,.0f} fused vs "
