@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -249,3 +250,24 @@ def test_checkpoint_interval_in_time(stub_data, tmp_path, monkeypatch):
     assert saved == [3]  # the time rule off: only the final save
     with pytest.raises(ValueError, match="ckpt_every_s"):
         _cfg(*base, "ckpt_every_s=-1").validate()
+
+
+def test_bn_gap_diagnostic_runs_on_a_checkpoint(stub_data, tmp_path, capsys):
+    """bench/bn_gap.py: the saved against the recomputed BatchNorm statistics of a checkpoint; in
+    training mode the statistics are not used, so that row is the same in both columns."""
+    import importlib.util
+
+    base = [*TINY, f"data={stub_data}", "train.precision=fp32", "video_every=0", "steps=2"]
+    pretrain.run(_cfg(*base, "precise_bn=0"), tmp_path)
+    spec = importlib.util.spec_from_file_location("bn_gap", ROOT / "bench" / "bn_gap.py")
+    bn_gap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bn_gap)
+    ckpt = tmp_path / "checkpoints" / "last.pt"
+    capsys.readouterr()
+    args = ["--ckpt", str(ckpt), "--test", str(stub_data), "--train", str(stub_data)]
+    bn_gap.main([*args, "--threads", "0"])  # 0: leave the worker's threads alone
+    out = capsys.readouterr().out
+    assert out.startswith("machine: ") and "3 held-out clips" in out
+    row = next(line for line in out.splitlines() if "train mode" in line).split()
+    assert row[-1] == row[-2]
+    assert re.search(r"eval-mode gap with the saved statistics: -?\d+\.\d\d dB", out)
