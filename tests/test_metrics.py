@@ -33,6 +33,7 @@ from worldmodel.metrics import (
     to_unit_range,
     video_frechet_distance,
 )
+from worldmodel.metrics.gam import mcnemar_p
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -608,6 +609,49 @@ def test_gam_picks_the_generator_of_the_true_distribution():
     assert result.err_d2_on_g1 > 0.5 and result.err_d1_on_g2 < 0.1
     swapped = gam(d2, d1, g2, g1, test, test_tolerance=0.5)
     assert swapped.winner == "model2" and swapped.r_samples > 1
+
+
+def test_mcnemar_p_exact_values():
+    def flags(*idx, n=100):
+        w = torch.zeros(n, dtype=torch.bool)
+        w[list(idx)] = True
+        return w
+
+    # 1 error against 4 on other items: b = 1, c = 4 -> 2 * (C(5,0) + C(5,1)) / 2^5 = 0.375
+    assert mcnemar_p(flags(0), flags(1, 2, 3, 4)) == pytest.approx(0.375)
+    # the same items wrong: no discordant pair, nothing to tell them apart
+    assert mcnemar_p(flags(0, 1), flags(0, 1)) == 1.0
+    # 0 against 12: 2 / 2^12
+    assert mcnemar_p(flags(), flags(*range(12))) == pytest.approx(2 / 4096)
+
+
+def test_gam_near_perfect_judges_ratio_rule_and_mcnemar_rule():
+    """Two judges that err on 1 and 4 of 1,000 real frames: GRAN's ratio rule (r_test = 0.25)
+    leaves the battle undecided; with test_rule="ratio_or_mcnemar" (McNemar p = 0.375) the
+    samples decide. The p-value is reported either way."""
+    n = 1000
+    real = torch.zeros(n, 1)
+    wrong1, wrong2 = torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)
+    wrong1[0], wrong2[1:5] = True, True
+    g1, g2 = torch.ones(n, 1), 2 * torch.ones(n, 1)
+
+    def judge(wrong_on_real, fooled_by):  # real items are told apart by their index
+        def d(x):
+            out = torch.where(x[:, 0] == 0, 1.0, -1.0)
+            out[(x[:, 0] == 0) & wrong_on_real] = -1.0  # one batch: batch_size=n
+            return torch.where(x[:, 0] == fooled_by, torch.ones(len(x)), out)
+
+        return d
+
+    # G1 fools D2 on every sample, G2 never fools D1: model 1 wins on the samples
+    d1, d2 = judge(wrong1, fooled_by=-9), judge(wrong2, fooled_by=1)
+    gran = gam(d1, d2, g1, g2, real, batch_size=n)
+    assert gran.r_test == pytest.approx(0.25) and gran.winner == "undecided"
+    assert gran.test_p == pytest.approx(0.375) and "ratio_or_mcnemar would" in gran.explanation
+    both = gam(d1, d2, g1, g2, real, batch_size=n, test_rule="ratio_or_mcnemar")
+    assert both.winner == "model1" and "McNemar p = 0.38" in both.explanation
+    with pytest.raises(ValueError, match="test_rule"):
+        gam(d1, d2, g1, g2, real, test_rule="vibes")
 
 
 def test_gam_undecided_tie_and_zero_denominators():

@@ -64,6 +64,7 @@ def gam_battles(
                 (context, real),
                 test_tolerance=cfg.gam_test_tolerance,
                 tie_tolerance=cfg.gam_tie_tolerance,
+                test_rule=cfg.gam_test_rule,
                 batch_size=max(cfg.batch_size, 64),
             )
             proto = Protocol(

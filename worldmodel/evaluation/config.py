@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from worldmodel.metrics.gam import TEST_RULES as GAM_TEST_RULES
+
 __all__ = [
     "REPORT_FORMAT",
     "IMAGE_METRICS",
@@ -82,6 +84,11 @@ class EvaluateConfig:
             skipped).
         fd_shrinkage: covariance shrinkage of the Frechet distance (0 = none; reported).
         gam_test_tolerance, gam_tie_tolerance: GAM's tolerances on ``r_test`` and ``r_samples``.
+        gam_test_rule: when two judges count as equally good on the real test frames: ``ratio``
+            (GRAN's rule, ``|r_test - 1| <= gam_test_tolerance``) or ``ratio_or_mcnemar`` (also
+            when an exact McNemar test on their test errors gives p >= 0.05: near-perfect judges,
+            whose ``r_test`` is a ratio of a few errors in thousands; see
+            :func:`worldmodel.metrics.gam.gam`). The p-value is reported under both.
         gam_fit_steps: 0 (default) = GAM with the discriminators saved in the checkpoints (GRAN's
             protocol: each judge trained with its generator). ``> 0`` = every checkpoint gets a
             discriminator fitted after training to its own predictions on ``gam_fit_data``, this
@@ -116,6 +123,7 @@ class EvaluateConfig:
     fd_shrinkage: float = 0.0
     gam_test_tolerance: float = 0.2
     gam_tie_tolerance: float = 0.05
+    gam_test_rule: str = "ratio"
     gam_fit_steps: int = 0
     gam_fit_data: str | None = None
     gam_fit_clips: int = 256
@@ -177,6 +185,10 @@ class EvaluateConfig:
             raise ValueError(f"fd_shrinkage={self.fd_shrinkage!r}; expected a value in [0, 1]")
         if self.gam_test_tolerance < 0 or self.gam_tie_tolerance < 0:
             raise ValueError("gam_test_tolerance and gam_tie_tolerance must be >= 0")
+        if self.gam_test_rule not in GAM_TEST_RULES:
+            raise ValueError(
+                f"gam_test_rule={self.gam_test_rule!r}; expected one of {GAM_TEST_RULES}"
+            )
         if self.gam_fit_steps < 0 or self.gam_fit_clips < 1 or self.gam_fit_batch < 1:
             raise ValueError(
                 "gam_fit_steps must be >= 0 (0: the saved discriminators), gam_fit_clips and "

@@ -111,7 +111,8 @@ def console_summary(report: Mapping[str, Any], out: str | Path) -> str:
     for battle in report["gam"]:
         lines.append(
             f"  GAM {battle['model1']} vs {battle['model2']}: winner {battle['winner']} "
-            f"(r_test {fmt(battle['r_test'])}, r_samples {fmt(battle['r_samples'])})"
+            f"(r_test {fmt(battle['r_test'])}, McNemar p {fmt(battle.get('test_p'))}, "
+            f"r_samples {fmt(battle['r_samples'])})"
         )
     lines += [f"  skipped {key}: {why}" for key, why in report["skipped"].items()]
     lines.append(f"report: {Path(out) / 'report.json'}")

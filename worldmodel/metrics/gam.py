@@ -29,7 +29,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["GAMResult", "gam", "error_rate"]
+__all__ = ["GAMResult", "TEST_RULES", "errors", "gam", "error_rate", "mcnemar_p"]
+
+# when the two judges count as equally good on the real test data
+TEST_RULES = ("ratio", "ratio_or_mcnemar")
 
 Discriminator = Callable[..., Tensor]
 Inputs = Tensor | Sequence[Tensor]
@@ -62,11 +65,19 @@ def error_rate(d: Discriminator, x: Inputs, label: int, batch_size: int = 256) -
 
     A logit of exactly 0 (probability 0.5) counts as "real".
     """
+    wrong = errors(d, x, label, batch_size)
+    return int(wrong.sum()) / wrong.shape[0]
+
+
+@torch.no_grad()
+def errors(d: Discriminator, x: Inputs, label: int, batch_size: int = 256) -> Tensor:
+    """Which items of ``x`` ``d`` classifies wrongly: bool ``(N,)`` on the CPU (see
+    :func:`error_rate` for the arguments)."""
     if label not in (0, 1):
         raise ValueError(f"label must be 0 (generated) or 1 (real), got {label}")
     parts = _as_tuple(x, "x")
     n = parts[0].shape[0]
-    wrong = 0
+    wrong = []
     for i in range(0, n, batch_size):
         logits = d(*(p[i : i + batch_size] for p in parts))
         if not isinstance(logits, Tensor):
@@ -80,8 +91,21 @@ def error_rate(d: Discriminator, x: Inputs, label: int, batch_size: int = 256) -
                 f"{tuple(logits.shape)}; reduce multi-scale outputs to one logit first"
             )
         predicted_real = logits.reshape(m) >= 0
-        wrong += int((predicted_real != bool(label)).sum())
-    return wrong / n
+        wrong.append((predicted_real != bool(label)).cpu())
+    return torch.cat(wrong)
+
+
+def mcnemar_p(wrong1: Tensor, wrong2: Tensor) -> float:
+    """Exact two-sided McNemar test: the p-value of "the two judges err equally often" on the
+    same items, from the items exactly one of them gets wrong (``b`` and ``c``): the probability
+    of a split at least as uneven as ``min(b, c)`` of ``b + c`` under a fair coin."""
+    b = int((wrong1 & ~wrong2).sum())
+    c = int((~wrong1 & wrong2).sum())
+    n, k = b + c, min(b, c)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2.0 * tail)
 
 
 def _ratio(a: float, b: float) -> float:
@@ -107,6 +131,8 @@ class GAMResult:
     num_samples_g2: int
     test_tolerance: float
     tie_tolerance: float
+    test_p: float = 1.0  # exact McNemar p-value: do D1 and D2 err equally often on the test data?
+    test_rule: str = "ratio"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,6 +147,8 @@ def gam(
     test_tolerance: float = 0.2,
     tie_tolerance: float = 0.05,
     batch_size: int = 256,
+    test_rule: str = "ratio",
+    test_alpha: float = 0.05,
 ) -> GAMResult:
     """Run the GAM battle between model 1 ``(G1, D1)`` and model 2 ``(G2, D2)``.
 
@@ -133,6 +161,13 @@ def gam(
         test_tolerance: ``r_test`` counts as "close to 1" when ``|r_test - 1| <= test_tolerance``.
             Error rates from a few hundred samples are noisy: choose it (and report it) accordingly.
         tie_tolerance: ``|r_samples - 1| <= tie_tolerance`` is a tie.
+        test_rule: ``"ratio"`` (GRAN's rule: the judges are equally good when ``r_test`` is within
+            ``test_tolerance`` of 1) or ``"ratio_or_mcnemar"``: also when an exact McNemar test on
+            their errors on the same test items cannot tell them apart (``test_p >= test_alpha``).
+            Good judges err on almost no real frame, and a ratio of two near-zero counts (1 and 4
+            errors in 1,000: ``r_test = 0.25``) fails GRAN's rule although the two are
+            indistinguishable; the p-value is reported under either rule.
+        test_alpha: the significance level of that test.
 
     Returns:
         A :class:`GAMResult`. ``winner`` is ``"model1"`` if ``r_samples < 1`` and ``r_test`` is close to
@@ -141,22 +176,34 @@ def gam(
         is not close to 1 (the discriminators differ on real data, so their errors on samples cannot be
         compared); ``explanation`` says why in words.
     """
+    if test_rule not in TEST_RULES:
+        raise ValueError(f"test_rule={test_rule!r}; expected one of {TEST_RULES}")
     test = _as_tuple(test_data, "test_data")
     s1 = _as_tuple(g1_samples, "g1_samples")
     s2 = _as_tuple(g2_samples, "g2_samples")
-    e1_test = error_rate(d1, test, 1, batch_size)
-    e2_test = error_rate(d2, test, 1, batch_size)
+    w1_test, w2_test = errors(d1, test, 1, batch_size), errors(d2, test, 1, batch_size)
+    e1_test = int(w1_test.sum()) / w1_test.shape[0]
+    e2_test = int(w2_test.sum()) / w2_test.shape[0]
+    test_p = mcnemar_p(w1_test, w2_test)
     e1_on_g2 = error_rate(d1, s2, 0, batch_size)
     e2_on_g1 = error_rate(d2, s1, 0, batch_size)
     r_test = _ratio(e1_test, e2_test)
     r_samples = _ratio(e1_on_g2, e2_on_g1)
 
-    if not abs(r_test - 1.0) <= test_tolerance:
+    ratio_ok = abs(r_test - 1.0) <= test_tolerance
+    same_judges = ratio_ok or (test_rule == "ratio_or_mcnemar" and test_p >= test_alpha)
+    if not same_judges:
         winner = "undecided"
         explanation = (
             f"r_test = {r_test:.3g} is not within {test_tolerance} of 1: D1 errs on "
             f"{e1_test:.1%} of the real test data and D2 on {e2_test:.1%}, so the discriminators are "
             "not equally good judges and their errors on each other's samples are not comparable"
+            f" (McNemar p = {test_p:.2g}"
+            + (
+                "; test_rule=ratio_or_mcnemar would count them as equal)"
+                if test_rule == "ratio" and test_p >= test_alpha
+                else ")"
+            )
         )
     elif abs(r_samples - 1.0) <= tie_tolerance:
         winner = "tie"
@@ -176,6 +223,11 @@ def gam(
             f"r_samples = {r_samples:.3g} > 1: G2's samples fool D1 ({e1_on_g2:.1%} errors) more "
             f"often than G1's samples fool D2 ({e2_on_g1:.1%}); r_test = {r_test:.3g}"
         )
+    if same_judges and not ratio_ok:
+        explanation += (
+            f" (r_test = {r_test:.3g} is not within {test_tolerance} of 1, but the judges' test "
+            f"errors are not distinguishable: McNemar p = {test_p:.2g} >= {test_alpha})"
+        )
     if math.isinf(r_samples):
         explanation += " (D2 never mistook a G1 sample for real: the ratio is infinite)"
     if e1_test == e2_test == 0.0:
@@ -194,4 +246,6 @@ def gam(
         num_samples_g2=s2[0].shape[0],
         test_tolerance=test_tolerance,
         tie_tolerance=tie_tolerance,
+        test_p=test_p,
+        test_rule=test_rule,
     )
