@@ -20,6 +20,7 @@ before (``r_test`` near 1: the two judges agree on real frames; ``r_samples < 1`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,9 +32,7 @@ from worldmodel.data import EpisodeDataset
 from worldmodel.evaluation.candidates import Candidate, check_compatible
 from worldmodel.evaluation.clips import Clips, clips_up_to
 from worldmodel.evaluation.config import EvaluateConfig
-from worldmodel.evaluation.predictions import batches
-from worldmodel.model.svg import WorldModel
-from worldmodel.training.train import predict
+from worldmodel.evaluation.predictions import predict_all
 
 __all__ = ["fit_discriminator", "fit_judges"]
 
@@ -47,7 +46,7 @@ def fit_judges(cands: Sequence[Candidate], cfg: EvaluateConfig, device: torch.de
         if c.kind != "checkpoint" or c.model is None:
             continue
         check_compatible(c.model, dataset, f"checkpoint {c.path} (gam_fit_data)")
-        fake = predict_first_sample(c.model, clips, cfg, device)
+        fake = predict_first_sample(c, clips, cfg, device)
         adv, logs = fit_discriminator(
             clips.obs,
             fake,
@@ -67,22 +66,15 @@ def fit_judges(cands: Sequence[Candidate], cfg: EvaluateConfig, device: torch.de
         )
 
 
-@torch.no_grad()
 def predict_first_sample(
-    model: WorldModel, clips: Clips, cfg: EvaluateConfig, device: torch.device
+    cand: Candidate, clips: Clips, cfg: EvaluateConfig, device: torch.device
 ) -> Tensor:
     """One prior sample of the ``n_future`` frames of every clip: uint8 ``(N, n_future, C, H, W)``
-    on the CPU (a generator seeded with ``cfg.seed + 1``, apart from the scored samples')."""
-    gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    out = []
-    for sl in batches(len(clips), cfg.batch_size):
-        obs = clips.obs[sl].to(device)
-        action = None
-        if model.action_dim > 0 and clips.action is not None:
-            action = clips.action[sl].to(device)
-        pred = predict(model, obs, action, cfg.n_past, cfg.n_future, 1, gen, cfg.feedback)
-        out.append(pred[:, 0].float().clamp(0.0, 1.0).mul(255).round().to(torch.uint8).cpu())
-    return torch.cat(out)
+    on the CPU (the evaluation's own prediction pass, one sample, no metrics, seeded with
+    ``cfg.seed + 1``, apart from the scored samples')."""
+    one = dataclasses.replace(cfg, samples=1, seed=cfg.seed + 1, visualize=0)
+    pred = predict_all(cand, clips, one, device, base=None, image_metrics=(), want_diversity=False)
+    return pred.first_sample
 
 
 def fit_discriminator(

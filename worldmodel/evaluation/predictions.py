@@ -54,13 +54,14 @@ def predict_all(
     clips: Clips,
     cfg: EvaluateConfig,
     device: torch.device,
-    base: Protocol,
+    base: Protocol | None,
     image_metrics: Sequence[str],
     want_diversity: bool,
     want_sharpness: bool = False,
 ) -> Predictions:
     """Predict ``cfg.n_future`` frames after ``cfg.n_past`` for every clip, ``cfg.samples`` per clip
-    (1 for copy-last-frame), with a fresh generator seeded by ``cfg.seed``."""
+    (1 for copy-last-frame), with a fresh generator seeded by ``cfg.seed``. ``base`` is the protocol
+    of the image metrics (None when ``image_metrics`` is empty)."""
     n_past, n_future = cfg.n_past, cfg.n_future
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     per_video: dict[str, list[Tensor]] = {}

@@ -33,7 +33,6 @@ full-size one.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -424,25 +423,21 @@ class Trainer:
             for m in self.model.modules()
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
         ]
-        it = iter(batches)
-        first = next(it, None)
-        if not norms or first is None:
+        if not norms:
             return 0
         momenta = [m.momentum for m in norms]
-        saved = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
+        # restored when no batch (or an error) came; cloned: reset_running_stats works in place
+        saved = [{k: v.clone() for k, v in m.state_dict().items()} for m in norms]
         gen = torch.Generator(device=self.device).manual_seed(seed)
+        resolution, alpha = self.resolution_alpha
         was_training = self.model.training
-        grow = {}
-        if self.progressive is not None:
-            res, alpha = self.progressive.at(self.global_step)
-            grow = {"resolution": res, "alpha": alpha}
         for m in norms:
             m.reset_running_stats()
             m.momentum = None  # a cumulative average: every batch counts the same
-        n = 0
+        n, done = 0, False
         self.model.train()
         try:
-            for batch in itertools.chain([first], it):
+            for batch in batches:
                 batch = batch.to(self.device)
                 with autocast(self.device, self.amp_dtype):
                     self.model(
@@ -451,15 +446,15 @@ class Trainer:
                         batch.reward,
                         n_past=self.train_cfg.n_past,
                         generator=gen,
-                        **grow,
+                        resolution=resolution,
+                        alpha=alpha,
                     )
                 n += 1
-        except BaseException:
-            for m, (mean, var) in zip(norms, saved, strict=True):
-                m.running_mean.copy_(mean)
-                m.running_var.copy_(var)
-            raise
+            done = True
         finally:
+            if n == 0 or not done:
+                for m, state in zip(norms, saved, strict=True):
+                    m.load_state_dict(state)
             for m, momentum in zip(norms, momenta, strict=True):
                 m.momentum = momentum
             self.model.train(was_training)
